@@ -1,0 +1,7 @@
+"""``python -m threadloom``."""
+
+import sys
+
+from threadloom.cli import main
+
+sys.exit(main())

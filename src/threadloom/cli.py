@@ -1,0 +1,93 @@
+"""The command line: arguments and ``THREADLOOM_*`` variables -> Config -> Server.
+
+Flags are generated from :class:`threadloom.config.Config`'s field metadata; precedence is
+command line over environment over defaults. Every user mistake ends as one line on stderr
+and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any, NoReturn
+
+from threadloom import __version__
+from threadloom.config import Config, env_name, flag_name, from_environ
+from threadloom.errors import ConfigError
+from threadloom.log import configure_logging
+from threadloom.server import Server, run_with_signals
+
+DEMO_APP = "threadloom.demo.hello:handle_client"
+EXIT_USAGE = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), as the CLI contract says."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"threadloom: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, generated from Config."""
+    parser = OneLineParser(prog="threadloom", description="Run a handler under any model.")
+    parser.add_argument("--version", action="version", version=f"threadloom {__version__}")
+    commands = parser.add_subparsers(dest="command", parser_class=OneLineParser)
+    serve = commands.add_parser("serve", help="serve an app (the demo when APP is omitted)")
+    serve.add_argument("app", nargs="?", metavar="APP", help="module:attribute to serve")
+    for f in dataclasses.fields(Config):
+        _add_option(serve, f)
+    return parser
+
+
+def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field[Any]) -> None:
+    meta = f.metadata
+    help_text = f"{meta['help']} (env {env_name(f)})"
+    kind = f.type if isinstance(f.type, str) else f.type.__name__
+    flag = "--" + flag_name(f)
+    if kind == "bool":
+        parser.add_argument(
+            flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+        )
+    elif meta.get("repeatable"):
+        parser.add_argument(flag, dest=f.name, action="append", default=None, help=help_text)
+    else:
+        convert = {"int": int, "float": float}.get(kind, str)
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            type=convert,
+            choices=meta.get("choices"),
+            default=None,
+            help=help_text,
+        )
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    """Defaults, overridden by the environment, overridden by flags; then validated."""
+    values: dict[str, Any] = from_environ()
+    for f in dataclasses.fields(Config):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = tuple(given) if isinstance(given, list) else given
+    return Config(**values).validated()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``threadloom`` command; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["serve", *argv]
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from(args)
+        configure_logging(config.log_level)
+        server = Server(args.app or DEMO_APP, config)
+        server.start()
+    except ConfigError as exc:
+        print(f"threadloom: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return run_with_signals(server)

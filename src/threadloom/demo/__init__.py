@@ -1,0 +1,1 @@
+"""The built-in demo served by ``threadloom`` with no APP."""

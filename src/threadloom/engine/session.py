@@ -1,0 +1,137 @@
+"""The engine's contract with the models, and the one blocking pump.
+
+Theory of operation
+-------------------
+A *session* is the per-connection state of one protocol + interface pair (raw handler, HTTP
+with WSGI, ...). It never touches threads or selectors; a *model* owns those. The model asks
+the session what it wants next and does only that:
+
+* :attr:`Want.READ`  -- read bytes from the peer and pass them to :meth:`Session.feed`
+  (``b""`` means EOF). Before reading, honour :meth:`Session.deadline`; when it passes,
+  call :meth:`Session.expire` instead.
+* :attr:`Want.SERVE` -- run :meth:`Session.serve` on a thread that may block (the app runs
+  there and writes its reply). A pool model hands the session to a worker for this.
+* :attr:`Want.CLOSE` -- close the connection (after :meth:`Session.close`).
+
+:meth:`Session.start` is called once, right after accept: a raw handler answers SERVE at
+once (it owns its socket), HTTP answers READ. When a model cannot take more work it calls
+:meth:`Session.overloaded`, which answers what the protocol says (HTTP: 503) and then CLOSE.
+
+Models whose threads may block simply call :func:`run_blocking`, which is the whole loop
+above; the pool model splits it between its I/O thread (READ) and its workers (SERVE). The
+asyncio model drives :class:`Service.serve_async` instead. This is the only place the pump
+is written.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+log = logging.getLogger("threadloom.engine")
+
+T = TypeVar("T")
+READ_SIZE = 65536
+
+
+class Want(enum.IntEnum):
+    """What a session needs its model to do next."""
+
+    READ = 0
+    SERVE = 1
+    CLOSE = 2
+
+
+class Session(Protocol):
+    """Per-connection protocol state, driven by a model (see the module docstring)."""
+
+    def start(self) -> Want:
+        """Called once after accept."""
+        ...
+
+    def feed(self, data: bytes) -> Want:
+        """Bytes from the peer; ``b""`` is EOF. Must not block."""
+        ...
+
+    def serve(self) -> Want:
+        """Run the app for what is ready; may block. Called on a worker thread."""
+        ...
+
+    def deadline(self) -> float | None:
+        """``time.monotonic()`` value after which :meth:`expire` is due, or None."""
+        ...
+
+    def expire(self) -> Want:
+        """The deadline passed while waiting to READ."""
+        ...
+
+    def overloaded(self) -> None:
+        """The model cannot queue this session's work; answer accordingly (never blocks)."""
+        ...
+
+    @property
+    def idle(self) -> bool:
+        """True between requests, when closing loses nothing (used on shutdown)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection; the model has stopped driving this session."""
+        ...
+
+
+class AsyncRuntime(Protocol):
+    """What the asyncio model lends a service: its bounded thread pool."""
+
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """Run blocking ``fn(*args)`` on the model's thread pool."""
+        ...
+
+
+class Service(Protocol):
+    """Serves connections for one app; built once per server by :func:`build_service`."""
+
+    #: The app is a coroutine function: only the asyncio model can run it.
+    needs_loop: bool
+    #: A short description of the interface, for the start-up log line.
+    description: str
+
+    def session(self, sock: socket.socket, addr: Any) -> Session:
+        """A session for a thread-based model (sync interfaces only)."""
+        ...
+
+    async def serve_async(self, sock: socket.socket, addr: Any, runtime: AsyncRuntime) -> None:
+        """Serve one connection on the running event loop until it ends."""
+        ...
+
+
+def run_blocking(session: Session, sock: socket.socket) -> None:
+    """Drive one session to the end on the calling thread: the whole pump, blocking."""
+    try:
+        want = session.start()
+        while want is not Want.CLOSE:
+            if want is Want.SERVE:
+                want = session.serve()
+            else:
+                want = read_once(session, sock)
+    except Exception:
+        log.exception("connection failed unexpectedly")
+    finally:
+        session.close()
+
+
+def read_once(session: Session, sock: socket.socket) -> Want:
+    """One blocking READ step: wait for bytes until the session's deadline, then feed them."""
+    deadline = session.deadline()
+    timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+    sock.settimeout(timeout)
+    try:
+        data = sock.recv(READ_SIZE)
+    except TimeoutError:
+        return session.expire()
+    except OSError:
+        data = b""
+    return session.feed(data)

@@ -1,0 +1,173 @@
+"""``asyncio``: the tutorial's section 7. One event loop; sync apps on a bounded pool.
+
+Async interfaces run on the loop. Sync ones (a raw ``handle(sock, addr)``, later WSGI) run
+on a ``ThreadPoolExecutor`` of ``--threads`` threads, lent to services as an
+:class:`AsyncRuntime`. Each listener has an accept coroutine that waits while the
+connection cap is reached and backs off when descriptors run out.
+
+Stopping: listeners close at once; connections get ``graceful_timeout`` seconds; what is
+left is cancelled and its socket shut down, which also frees pool threads blocked on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from threadloom.config import Config
+from threadloom.engine.session import Service
+from threadloom.models.base import Model, log
+from threadloom.models.loops import loop_factory
+from threadloom.net.listeners import FD_BACKOFF_S, OUT_OF_FDS, TRANSIENT, Listener
+
+T = TypeVar("T")
+
+
+class AsyncioModel(Model):
+    """One event loop (uvloop when installed) plus a bounded thread pool for sync apps."""
+
+    name = "asyncio"
+
+    def __init__(self, config: Config, service: Service, listeners: list[Listener]) -> None:
+        super().__init__(config, service, listeners)
+        self.loop_name, self._new_loop = loop_factory(config.loop)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: bool | None = None  # None: running; True/False: graceful?
+        self._lock = threading.Lock()
+        self._stop_event: asyncio.Event | None = None
+        self._force_event: asyncio.Event | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._tasks: dict[asyncio.Task[None], socket.socket] = {}
+        self._slot_free: asyncio.Event | None = None
+        self._cap_logged = False
+
+    def describe(self) -> str:
+        return f"asyncio ({self.loop_name} loop, {self.config.threads} threads for sync code)"
+
+    def serve(self) -> None:
+        with asyncio.Runner(loop_factory=self._new_loop) as runner:
+            runner.run(self._main())
+
+    def stop(self, graceful: bool = True) -> None:
+        with self._lock:
+            if self._stop_requested is None or not graceful:
+                self._stop_requested = graceful
+            loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._apply_stop)
+            except RuntimeError:
+                pass  # the loop closed meanwhile: nothing left to stop
+
+    def _apply_stop(self) -> None:
+        assert self._stop_event is not None and self._force_event is not None
+        self._stop_event.set()
+        if self._stop_requested is False:
+            self._force_event.set()
+
+    def run_sync(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """The :class:`AsyncRuntime` lent to services: run blocking code on our pool."""
+        assert self._loop is not None
+        return self._loop.run_in_executor(self._executor, fn, *args)
+
+    async def _main(self) -> None:
+        self._stop_event = asyncio.Event()
+        self._force_event = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            self.config.threads, thread_name_prefix="threadloom-aio"
+        )
+        with self._lock:
+            self._loop = asyncio.get_running_loop()
+            if self._stop_requested is not None:
+                self._apply_stop()
+        accepting = [asyncio.create_task(self._accept_loop(lst)) for lst in self.listeners]
+        try:
+            await self._stop_event.wait()
+        finally:
+            for task in accepting:
+                task.cancel()
+            for listener in self.listeners:
+                listener.close()
+            await self._drain()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _drain(self) -> None:
+        """Give open connections ``graceful_timeout`` (less if forced), then cancel them."""
+        assert self._force_event is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.graceful_timeout
+        force = asyncio.create_task(self._force_event.wait())
+        while self._tasks and not force.done() and loop.time() < deadline:
+            await asyncio.wait(
+                [*self._tasks, force],
+                timeout=deadline - loop.time(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        force.cancel()
+        if self._tasks:
+            log.warning("closing %d connection(s) still open", len(self._tasks))
+            for task, sock in list(self._tasks.items()):
+                _shutdown(sock)
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept_loop(self, listener: Listener) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._slot_free is not None
+        while True:
+            while len(self._tasks) >= self.config.max_connections:
+                if not self._cap_logged:
+                    self._cap_logged = True
+                    log.warning(
+                        "reached --max-connections (%d); new connections wait in the backlog",
+                        self.config.max_connections,
+                    )
+                self._slot_free.clear()
+                await self._slot_free.wait()
+            try:
+                sock, addr = await loop.sock_accept(listener.sock)
+            except OSError as exc:
+                if exc.errno in OUT_OF_FDS:
+                    log.warning(
+                        "accept failed: %s; pausing accept for %.0f ms",
+                        exc.strerror,
+                        FD_BACKOFF_S * 1000,
+                    )
+                    await asyncio.sleep(FD_BACKOFF_S)
+                elif exc.errno not in TRANSIENT:
+                    log.error("accept on %s failed: %s", listener.url, exc)
+                    await asyncio.sleep(FD_BACKOFF_S)
+                continue
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = asyncio.create_task(self._serve_connection(sock, addr or listener.url))
+            self._tasks[task] = sock
+            task.add_done_callback(self._forget)
+
+    async def _serve_connection(self, sock: socket.socket, addr: Any) -> None:
+        try:
+            await self.service.serve_async(sock, addr, self)
+        except asyncio.CancelledError:
+            _shutdown(sock)
+            raise
+        except Exception:
+            log.exception("connection from %s failed unexpectedly", addr)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+        assert self._slot_free is not None
+        self._slot_free.set()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTCONN, errno.EBADF):
+            log.debug("shutdown failed: %s", exc)

@@ -1,0 +1,229 @@
+"""What every model shares: the stop protocol, the connection registry and the accept gate.
+
+Stopping is the same for every thread-based model: :meth:`ThreadModel.stop` shuts the
+listening sockets down at once (the kernel refuses new connections), closes connections that
+sit idle between requests, and wakes the model's loop. In-flight work then has
+``graceful_timeout`` seconds; a watchdog timer shuts down whatever is still open after that.
+A second, non-graceful stop shuts everything down at once. ``stop`` is safe from any thread
+and from signal handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+from threadloom.config import Config
+from threadloom.engine.session import Service, Session
+from threadloom.net.listeners import FD_BACKOFF_S, Listener, OutOfDescriptors, accept
+from threadloom.net.waker import Waker
+
+log = logging.getLogger("threadloom.server")
+
+
+class Model(ABC):
+    """Who runs connections: accepts, reads, schedules; knows nothing of protocols."""
+
+    name = "model"
+
+    def __init__(self, config: Config, service: Service, listeners: list[Listener]) -> None:
+        self.config = config
+        self.service = service
+        self.listeners = listeners
+
+    @abstractmethod
+    def serve(self) -> None:
+        """Serve until stopped and drained; blocks the calling thread."""
+
+    @abstractmethod
+    def stop(self, graceful: bool = True) -> None:
+        """Ask the model to stop; returns at once, safe from any thread."""
+
+    def describe(self) -> str:
+        """A few words for the start-up log line."""
+        return self.name
+
+
+class Connections:
+    """Open connections of a thread-based model, counted against ``--max-connections``."""
+
+    def __init__(self, limit: int, on_release: Waker) -> None:
+        self.limit = limit
+        self._open: dict[socket.socket, Session] = {}
+        self._lock = threading.Lock()
+        self._empty = threading.Condition(self._lock)
+        self._waker = on_release
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    @property
+    def at_cap(self) -> bool:
+        return len(self._open) >= self.limit
+
+    def add(self, sock: socket.socket, session: Session) -> None:
+        with self._lock:
+            self._open[sock] = session
+
+    def remove(self, sock: socket.socket) -> None:
+        """Forget a closed connection; wakes the accept loop, which may be paused at the cap."""
+        with self._lock:
+            was_at_cap = len(self._open) >= self.limit
+            self._open.pop(sock, None)
+            if not self._open:
+                self._empty.notify_all()
+        if was_at_cap or not self._open:
+            self._waker.wake()
+
+    def wait_empty(self) -> None:
+        """Block until every connection is gone (the stop watchdog guarantees it ends)."""
+        with self._lock:
+            while self._open:
+                self._empty.wait()
+
+    def shutdown(self, idle_only: bool) -> None:
+        """Shut sockets down so threads blocked on them return; ``idle_only`` spares busy ones."""
+        with self._lock:
+            targets = [s for s, sess in self._open.items() if sess.idle or not idle_only]
+        for sock in targets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class ThreadModel(Model):
+    """Base of ``single``, ``threads`` and ``pool``: a selector thread that accepts."""
+
+    def __init__(self, config: Config, service: Service, listeners: list[Listener]) -> None:
+        super().__init__(config, service, listeners)
+        self.waker = Waker()
+        self.connections = Connections(config.max_connections, self.waker)
+        self.stopping = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._watchdog: threading.Timer | None = None
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.waker.fileno(), selectors.EVENT_READ, None)
+        self.gate = AcceptGate(self.selector, listeners, self.connections)
+
+    def stop(self, graceful: bool = True) -> None:
+        with self._stop_lock:
+            first = not self.stopping.is_set()
+            self.stopping.set()
+            if first:
+                for listener in self.listeners:
+                    _shutdown_listener(listener)
+                if graceful:
+                    self._watchdog = threading.Timer(
+                        self.config.graceful_timeout, self._force_close
+                    )
+                    self._watchdog.daemon = True
+                    self._watchdog.start()
+        if graceful:
+            self.connections.shutdown(idle_only=True)
+        else:
+            self._force_close()
+        self.waker.wake()
+
+    def _force_close(self) -> None:
+        if len(self.connections):
+            log.warning("closing %d connection(s) still open", len(self.connections))
+        self.connections.shutdown(idle_only=False)
+
+    def finish(self) -> None:
+        """After the loop: wait for in-flight work (bounded by the watchdog), release all."""
+        self.gate.close()
+        self.connections.wait_empty()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self.selector.close()
+        self.waker.close()
+
+
+def _shutdown_listener(listener: Listener) -> None:
+    """Refuse new connections now; the fd stays valid for whichever thread still uses it."""
+    try:
+        listener.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class AcceptGate:
+    """Keeps listeners registered with a selector only while accepting is allowed.
+
+    Accepting pauses at the connection cap (logged once) and for a short back-off after the
+    process runs out of descriptors, so a listener that stays readable never makes the loop
+    spin; the kernel backlog holds new clients meanwhile.
+    """
+
+    def __init__(
+        self, selector: selectors.BaseSelector, listeners: list[Listener], connections: Connections
+    ) -> None:
+        self.selector = selector
+        self.listeners = listeners
+        self.connections = connections
+        self._registered = False
+        self._closed = False
+        self._backoff_until = 0.0
+        self._cap_logged = False
+
+    def update(self) -> float | None:
+        """(Un)register listeners for the current state; returns seconds until it may change."""
+        if self._closed:
+            return None
+        now = time.monotonic()
+        at_cap = self.connections.at_cap
+        if at_cap and not self._cap_logged:
+            self._cap_logged = True
+            log.warning(
+                "reached --max-connections (%d); new connections wait in the backlog",
+                self.connections.limit,
+            )
+        want = not at_cap and now >= self._backoff_until
+        if want != self._registered:
+            for listener in self.listeners:
+                if want:
+                    self.selector.register(listener.sock, selectors.EVENT_READ, listener)
+                else:
+                    self.selector.unregister(listener.sock)
+            self._registered = want
+        return None if want or at_cap else self._backoff_until - now
+
+    def accept(self, listener: Listener, most: int = 64) -> list[tuple[socket.socket, Any]]:
+        """Take up to ``most`` waiting connections (within the cap); back off when out of fds."""
+        taken: list[tuple[socket.socket, Any]] = []
+        while len(self.connections) + len(taken) < self.connections.limit and len(taken) < most:
+            try:
+                conn = accept(listener)
+            except OutOfDescriptors as exc:
+                log.warning(
+                    "accept failed: %s; pausing accept for %.0f ms", exc, FD_BACKOFF_S * 1000
+                )
+                self._backoff_until = time.monotonic() + FD_BACKOFF_S
+                break
+            except OSError as exc:
+                if self._closed:
+                    break
+                log.error("accept on %s failed: %s", listener.url, exc)
+                break
+            if conn is None:
+                break
+            taken.append(conn)
+        return taken
+
+    def close(self) -> None:
+        """Stop accepting for good and close the listening sockets."""
+        if self._closed:
+            return
+        if self._registered:
+            for listener in self.listeners:
+                self.selector.unregister(listener.sock)
+        self._registered = False
+        self._closed = True
+        for listener in self.listeners:
+            listener.close()

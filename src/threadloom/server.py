@@ -1,0 +1,157 @@
+"""Server lifecycle: load the app, bind the listeners, run the model, stop gracefully.
+
+``Server`` is what the CLI, :func:`threadloom.serve`, tests and embedders share:
+
+* :meth:`Server.start` imports and checks the app and binds every listener, so every
+  configuration mistake surfaces here, as a :class:`ConfigError`, before anything is served;
+  afterwards :attr:`Server.urls` holds the real addresses (port 0 resolved).
+* :meth:`Server.serve_forever` runs the model on the calling thread until stopped.
+* :meth:`Server.stop` may be called from any thread or a signal handler, even before
+  ``serve_forever`` has started.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from threadloom import __version__
+from threadloom.config import Config
+from threadloom.engine.service import build_service
+from threadloom.errors import ConfigError
+from threadloom.loading import LoadedApp, detect, import_app
+from threadloom.log import configure_logging
+from threadloom.models import model_class
+from threadloom.models.base import Model
+from threadloom.net.listeners import Listener, bind
+
+log = logging.getLogger("threadloom.server")
+
+
+class Server:
+    """One server: an app, a config, listeners and a model."""
+
+    def __init__(self, app: Any, config: Config | None = None, **options: Any) -> None:
+        base = config or Config()
+        self.config = base.replace(**options) if options else base.validated()
+        self.app = app
+        self.listeners: list[Listener] = []
+        self.model: Model | None = None
+        self._stop_lock = threading.Lock()
+        self._stopped_early: bool | None = None
+
+    @property
+    def urls(self) -> list[str]:
+        """Where the server listens, with real ports."""
+        return [listener.url for listener in self.listeners]
+
+    @property
+    def addresses(self) -> list[Any]:
+        """The bound socket addresses."""
+        return [listener.address for listener in self.listeners]
+
+    def load(self) -> LoadedApp:
+        """Import (if given as text) and classify the app, checking it fits the model."""
+        app = import_app(self.app) if isinstance(self.app, str) else self.app
+        name = self.app if isinstance(self.app, str) else getattr(app, "__name__", "app")
+        loaded = detect(app, self.config.interface, name)
+        if loaded.is_async and self.config.model != "asyncio":
+            raise ConfigError(
+                f"{name} is a coroutine function ({loaded.interface}); "
+                f"it needs --model asyncio, not --model {self.config.model}"
+            )
+        return loaded
+
+    def start(self) -> None:
+        """Load the app and bind the listeners; raises ConfigError on any mistake."""
+        if self.model is not None:
+            return
+        loaded = self.load()
+        service = build_service(loaded, self.config)
+        try:
+            for address in self.config.bind:
+                self.listeners.append(bind(address))
+        except ConfigError:
+            for listener in self.listeners:
+                listener.close()
+            self.listeners.clear()
+            raise
+        model = model_class(self.config.model)(self.config, service, self.listeners)
+        with self._stop_lock:
+            self.model = model
+            if self._stopped_early is not None:
+                model.stop(self._stopped_early)
+        log.info(
+            "threadloom %s serving %s (%s) on %s, model %s",
+            __version__,
+            loaded.name,
+            service.description,
+            ", ".join(self.urls),
+            model.describe(),
+        )
+
+    def serve_forever(self) -> None:
+        """Serve on the calling thread until :meth:`stop`; drains before returning."""
+        self.start()
+        assert self.model is not None
+        try:
+            self.model.serve()
+        finally:
+            log.info("server stopped")
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop accepting now; in-flight work gets ``graceful_timeout`` unless not graceful."""
+        with self._stop_lock:
+            model = self.model
+            if model is None:
+                self._stopped_early = graceful
+                return
+        model.stop(graceful)
+
+
+def run_with_signals(server: Server) -> int:
+    """Serve until SIGTERM or SIGINT: the first drains gracefully, a second stops at once.
+
+    Returns the process exit status: 0 after a graceful stop, 1 when a second signal cut the
+    drain short.
+    """
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        name = signal.Signals(signum).name
+        if len(received) == 1:
+            log.info(
+                "%s received: stopping gracefully (up to %gs); send again to stop now",
+                name,
+                server.config.graceful_timeout,
+            )
+            server.stop(graceful=True)
+        else:
+            log.warning("%s received again: stopping now", name)
+            server.stop(graceful=False)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.serve_forever()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 1 if len(received) > 1 else 0
+
+
+def serve(app: Any, **options: Any) -> int:
+    """Serve ``app`` (an object or ``"module:attribute"``) until SIGTERM/SIGINT.
+
+    Keyword options are :class:`Config` fields (``bind``, ``model``, ``threads``, ...); a single
+    ``bind`` string is accepted as well as a list.
+    """
+    if isinstance(options.get("bind"), str):
+        options["bind"] = (options["bind"],)
+    server = Server(app, **options)
+    configure_logging(server.config.log_level)
+    server.start()
+    return run_with_signals(server)

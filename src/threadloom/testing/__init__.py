@@ -1,0 +1,49 @@
+"""A public testing kit: run a real server on a free port inside a ``with`` block.
+
+    with running_server(handle_client, model="pool") as server:
+        host, port = server.addresses[0]
+        ...
+
+The server binds port 0 *before* it starts serving, so the port is known and no test ever
+races a server that is not listening yet. Leaving the block stops it gracefully and waits.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from threadloom.server import Server
+
+#: Every model, for parametrizing behaviour tests.
+MODELS = ("single", "threads", "pool", "asyncio")
+#: Models that run sync handlers on threads and can serve clients concurrently.
+CONCURRENT_MODELS = ("threads", "pool", "asyncio")
+
+
+def timeout_factor() -> float:
+    """``THREADLOOM_TIMEOUT_FACTOR`` scales test timeouts on slow machines (default 1)."""
+    return float(os.environ.get("THREADLOOM_TIMEOUT_FACTOR", "1"))
+
+
+@contextmanager
+def running_server(app: Any, model: str = "pool", **options: Any) -> Iterator[Server]:
+    """Start ``app`` under ``model`` on 127.0.0.1 port 0 in a thread; stop it on exit."""
+    options.setdefault("bind", ("127.0.0.1:0",))
+    options.setdefault("graceful_timeout", 5.0)
+    server = Server(app, model=model, **options)
+    server.start()
+    thread = threading.Thread(
+        target=server.serve_forever, name="threadloom-test-server", daemon=True
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        thread.join(timeout=server.config.graceful_timeout + 10 * timeout_factor())
+        if thread.is_alive():
+            raise RuntimeError("the server did not stop in time")

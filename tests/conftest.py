@@ -1,0 +1,58 @@
+"""Shared fixtures: real sockets only; a check that no test leaks threads."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from threadloom.testing import timeout_factor
+
+REQUIRE_TOOLS = os.environ.get("THREADLOOM_REQUIRE_TOOLS") == "1"
+
+
+def need_tool(name: str) -> str:
+    """Path of an external tool; skip the test without it (fail under THREADLOOM_REQUIRE_TOOLS)."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (apt-get install {name})"
+        if REQUIRE_TOOLS:
+            pytest.fail(message + " and THREADLOOM_REQUIRE_TOOLS=1")
+        pytest.skip(message)
+    return path
+
+
+def talk(address: object, message: bytes = b"hi", timeout: float = 5.0) -> bytes:
+    """Connect, send, read until the server closes: the tutorial's exchange from the client side."""
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout * timeout_factor())
+        sock.connect(address)
+        sock.sendall(message)
+        chunks = []
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+@pytest.fixture(autouse=True)
+def no_thread_leaks() -> Iterator[None]:
+    """Every server a test starts must have stopped its threads when the test ends."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5 * timeout_factor()
+    while True:
+        leaked = [
+            t
+            for t in set(threading.enumerate()) - before
+            if t.is_alive() and t.name.startswith("threadloom")
+        ]
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not leaked, f"threads left running: {[t.name for t in leaked]}"
