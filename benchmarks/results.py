@@ -1,0 +1,187 @@
+"""Summaries, the markdown table and the recorded context of a benchmark run.
+
+Numbers from one machine mean little without that machine, the exact commands and the peer
+versions, so the JSON carries all of them next to every raw round; the table only shows the
+medians, their spread, and ratios to a baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from suites import PEERS_BIN, REPO_DIR, THREADLOOM_BIN, ServerSpec
+
+
+@dataclass
+class ServerRecord:
+    """Everything measured for one server across the rounds; `failure` set means FAILED."""
+
+    spec: ServerSpec
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    warmups: list[dict[str, Any]] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    failure: str | None = None
+    failure_detail: str = ""
+
+    def summary(self) -> dict[str, Any] | None:
+        """Medians and min/max over the measured rounds, or None for a failed server (a failed
+        round would bias any average, so a server is either fully measured or not at all)."""
+        if self.failure is not None or not self.rounds:
+            return None
+        out: dict[str, Any] = {"rounds": len(self.rounds)}
+        for key in ("requests_per_s", "p50_ms", "p90_ms", "p99_ms"):
+            values = [r[key] for r in self.rounds]
+            out[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+        return out
+
+
+def _cpu_model() -> str:
+    """The CPU's marketing name; cores and clocks matter when comparing runs across machines."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _output(argv: list[str]) -> str:
+    """stdout+stderr of a read-only helper command, or '' if it cannot run."""
+    try:
+        done = subprocess.run(
+            argv, check=False, capture_output=True, text=True, timeout=30, cwd=REPO_DIR
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (done.stdout + done.stderr).strip()
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine and toolchain the numbers were taken on."""
+    wrk_version = _output(["wrk", "-v"]).splitlines()
+    return {
+        "cpu_model": _cpu_model(),
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "loadavg_at_start": os.getloadavg(),
+        "wrk": wrk_version[0] if wrk_version else "unknown",
+        "git_commit": _output(["git", "rev-parse", "HEAD"]),
+        "git_dirty": bool(_output(["git", "status", "--porcelain", "--untracked-files=no"])),
+    }
+
+
+_VERSIONS_SCRIPT = """
+import importlib.metadata as md, json, platform, sys
+out = {"python": platform.python_version()}
+for name in sys.argv[1:]:
+    try:
+        out[name] = md.version(name)
+    except md.PackageNotFoundError:
+        out[name] = None
+print(json.dumps(out))
+"""
+
+
+def package_versions(specs: list[ServerSpec]) -> dict[str, dict[str, Any]]:
+    """Versions of the servers under test, asked of the venv each one actually runs from."""
+    wanted: dict[str, set[str]] = {"project": set(), "peers": set()}
+    for spec in specs:
+        wanted[spec.venv].update(spec.packages)
+    bins = {"project": THREADLOOM_BIN, "peers": PEERS_BIN}
+    found: dict[str, dict[str, Any]] = {}
+    for venv, names in wanted.items():
+        if not names:
+            continue
+        raw = _output([str(bins[venv] / "python"), "-c", _VERSIONS_SCRIPT, *sorted(names)])
+        try:
+            found[venv] = json.loads(raw.splitlines()[-1])
+        except (json.JSONDecodeError, IndexError):
+            found[venv] = {"error": raw[-500:]}
+    return found
+
+
+def _ratio(value: float | None, base: float | None) -> float | None:
+    """value / base, or None when either side is missing."""
+    if value is None or not base:
+        return None
+    return value / base
+
+
+def ratios(records: list[ServerRecord], baseline: str) -> dict[str, dict[str, float | None]]:
+    """Median req/s and median p99 of each server relative to the baseline's, same run only."""
+    by_name = {rec.spec.name: rec.summary() for rec in records}
+    base = by_name.get(baseline)
+    out: dict[str, dict[str, float | None]] = {}
+    for name, summ in by_name.items():
+        rps = summ["requests_per_s"]["median"] if summ else None
+        p99 = summ["p99_ms"]["median"] if summ else None
+        out[name] = {
+            "requests_per_s": _ratio(rps, base["requests_per_s"]["median"] if base else None),
+            "p99_ms": _ratio(p99, base["p99_ms"]["median"] if base else None),
+        }
+    return out
+
+
+def _fmt_rps(value: float) -> str:
+    """req/s the way DESIGN.md quotes them: 12.8k."""
+    return f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
+
+
+def markdown_table(records: list[ServerRecord], baseline: str) -> str:
+    """The human summary: medians, spread, and the ratio to the baseline per server."""
+    rel = ratios(records, baseline)
+    lines = [
+        f"| server | req/s (median) | req/s min-max | p99 ms (median) | p99 min-max "
+        f"| p50 ms | x {baseline} | status |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for rec in records:
+        summ = rec.summary()
+        if summ is None:
+            reason = (rec.failure or "not measured").replace("|", "/")
+            lines.append(f"| {rec.spec.name} | - | - | - | - | - | - | FAILED: {reason} |")
+            continue
+        rps, p99, p50 = summ["requests_per_s"], summ["p99_ms"], summ["p50_ms"]
+        ratio = rel[rec.spec.name]["requests_per_s"]
+        lines.append(
+            f"| {rec.spec.name} | {_fmt_rps(rps['median'])} "
+            f"| {_fmt_rps(rps['min'])}-{_fmt_rps(rps['max'])} | {p99['median']:.2f} "
+            f"| {p99['min']:.2f}-{p99['max']:.2f} | {p50['median']:.2f} "
+            f"| {'n/a' if ratio is None else f'{ratio:.2f}x'} | ok ({summ['rounds']} rounds) |"
+        )
+    return "\n".join(lines)
+
+
+def write_json(path: Path, meta: dict[str, Any], records: list[ServerRecord]) -> None:
+    """Write the full record of the run: context, per-server raw rounds, summaries and ratios."""
+    rel = ratios(records, meta["baseline"])
+    servers = [
+        {
+            "name": rec.spec.name,
+            "command_template": rec.spec.template(),
+            "commands": rec.commands,
+            "status": "ok" if rec.summary() else "FAILED",
+            "failure": rec.failure,
+            "failure_detail": rec.failure_detail,
+            "summary": rec.summary(),
+            "ratio_to_baseline": rel[rec.spec.name],
+            "warmups": rec.warmups,
+            "rounds": rec.rounds,
+        }
+        for rec in records
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = dict(meta, servers=servers, argv=sys.argv)
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
