@@ -90,4 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    return run_with_signals(server)
+    try:
+        return run_with_signals(server)
+    except ConfigError as exc:  # raised while starting on the loop: ASGI lifespan startup
+        print(f"threadloom: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -65,6 +65,20 @@ class Config:
         30.0, "seconds that in-flight work may take to finish on shutdown"
     )
     log_level: str = setting("info", "logging level", choices=LOG_LEVELS)
+    timeout_header: float = setting(
+        10.0, "seconds a client may take to send a request head (then 408 and close)"
+    )
+    timeout_keep_alive: float = setting(
+        5.0, "seconds an idle keep-alive connection is kept open between requests"
+    )
+    timeout_io: float = setting(
+        30.0, "seconds a read of a request body or a write of a response may stall"
+    )
+    max_header_size: int = setting(
+        64 * 1024, "bytes a request line plus headers may take (then 431, or 414 for the URI)"
+    )
+    max_body_size: int = setting(1024**3, "bytes a request body may take (then 413)")
+    access_log: bool = setting(True, "log each HTTP request in the common log format")
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed, validated again."""
@@ -83,6 +97,11 @@ class Config:
             raise ConfigError("--max-connections must be at least 1")
         if self.graceful_timeout < 0:
             raise ConfigError("--graceful-timeout must not be negative")
+        for name in ("timeout_header", "timeout_keep_alive", "timeout_io"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        if self.max_header_size < 1024 or self.max_body_size < 0:
+            raise ConfigError("--max-header-size must be at least 1024, --max-body-size >= 0")
         if not self.bind:
             raise ConfigError("--bind needs at least one address")
         return self

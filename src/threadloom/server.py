@@ -70,10 +70,10 @@ class Server:
         if self.model is not None:
             return
         loaded = self.load()
-        service = build_service(loaded, self.config)
         try:
             for address in self.config.bind:
                 self.listeners.append(bind(address))
+            service = build_service(loaded, self.config, self.listeners[0].address)
         except ConfigError:
             for listener in self.listeners:
                 listener.close()

@@ -81,6 +81,12 @@ class RawService:
         assert self._call is not None, "async handlers run only under the asyncio model"
         return RawSession(self._call, sock, addr, self.loaded.name)
 
+    async def startup(self) -> None:
+        """Raw handlers have no lifespan."""
+
+    async def shutdown(self) -> None:
+        """Raw handlers have no lifespan."""
+
     async def serve_async(self, sock: socket.socket, addr: Any, runtime: AsyncRuntime) -> None:
         if not self.needs_loop:
             await runtime.run_sync(run_blocking, self.session(sock, addr), sock)

@@ -107,6 +107,14 @@ class Service(Protocol):
         """Serve one connection on the running event loop until it ends."""
         ...
 
+    async def startup(self) -> None:
+        """Run before the asyncio model accepts (ASGI lifespan); raise to refuse to start."""
+        ...
+
+    async def shutdown(self) -> None:
+        """Run after the asyncio model has drained (ASGI lifespan)."""
+        ...
+
 
 def run_blocking(session: Session, sock: socket.socket) -> None:
     """Drive one session to the end on the calling thread: the whole pump, blocking."""

@@ -86,7 +86,15 @@ class AsyncioModel(Model):
             self._loop = asyncio.get_running_loop()
             if self._stop_requested is not None:
                 self._apply_stop()
+        try:
+            await self.service.startup()
+        except BaseException:
+            for listener in self.listeners:
+                listener.close()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            raise
         accepting = [asyncio.create_task(self._accept_loop(lst)) for lst in self.listeners]
+        self.ready.set()
         try:
             await self._stop_event.wait()
         finally:
@@ -95,6 +103,7 @@ class AsyncioModel(Model):
             for listener in self.listeners:
                 listener.close()
             await self._drain()
+            await self.service.shutdown()
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _drain(self) -> None:

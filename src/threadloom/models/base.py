@@ -35,6 +35,8 @@ class Model(ABC):
         self.config = config
         self.service = service
         self.listeners = listeners
+        #: Set once the model accepts connections (after ASGI lifespan startup, under asyncio).
+        self.ready = threading.Event()
 
     @abstractmethod
     def serve(self) -> None:

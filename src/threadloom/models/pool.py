@@ -57,6 +57,7 @@ class PoolModel(ThreadModel):
             )
             worker.start()
             self._workers.append(worker)
+        self.ready.set()
         try:
             self._io_loop()
         finally:

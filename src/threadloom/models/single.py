@@ -21,6 +21,7 @@ class SingleModel(ThreadModel):
 
     def serve(self) -> None:
         log.info("model single serves one client at a time; others wait in the backlog")
+        self.ready.set()
         try:
             while not self.stopping.is_set():
                 timeout = self.gate.update()

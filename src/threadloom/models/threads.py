@@ -24,6 +24,7 @@ class ThreadsModel(ThreadModel):
         return f"threads (one per connection, at most {self.config.max_connections})"
 
     def serve(self) -> None:
+        self.ready.set()
         try:
             while not self.stopping.is_set():
                 timeout = self.gate.update()

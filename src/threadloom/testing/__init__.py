@@ -36,10 +36,20 @@ def running_server(app: Any, model: str = "pool", **options: Any) -> Iterator[Se
     options.setdefault("graceful_timeout", 5.0)
     server = Server(app, model=model, **options)
     server.start()
-    thread = threading.Thread(
-        target=server.serve_forever, name="threadloom-test-server", daemon=True
-    )
+    failure: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            server.serve_forever()
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=serve, name="threadloom-test-server", daemon=True)
     thread.start()
+    assert server.model is not None
+    while not server.model.ready.wait(0.01):
+        if not thread.is_alive():
+            raise failure[0] if failure else RuntimeError("the server stopped before serving")
     try:
         yield server
     finally:

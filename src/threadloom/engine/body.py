@@ -1,0 +1,123 @@
+"""``wsgi.input``: a request body that streams from the socket as the app reads it.
+
+Bytes the core has already parsed are taken first; when they run out and the body is not
+complete, the reader asks its session for one more blocking read (bounded by
+``timeout_io``). An upload is therefore never held whole in memory unless the app reads it
+whole. ``Expect: 100-continue`` is answered the first time the app reads, so a client is
+only invited to send a body the app actually wants.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Protocol
+
+from threadloom.protocols.http1 import CONTINUE, Request, RequestBody
+
+
+class BodySource(Protocol):
+    """What a reader needs from its session."""
+
+    def receive_more(self, body: RequestBody) -> bool:
+        """Wait for more of ``body`` from the peer; False on EOF, timeout or a protocol error."""
+        ...
+
+    def send(self, data: bytes) -> None:
+        """Send bytes to the peer (used for ``100 Continue``)."""
+        ...
+
+    def take(self, body: RequestBody, size: int) -> bytes:
+        """Take up to ``size`` parsed bytes (all if negative), as the session's threading allows."""
+        ...
+
+
+class BodyReader(io.RawIOBase):
+    """A file-like, read-only request body (``read``, ``readline``, ``readlines``, iteration)."""
+
+    def __init__(self, request: Request, source: BodySource) -> None:
+        super().__init__()
+        self.body = request.body
+        self.source = source
+        self.expect_continue = request.expect_continue
+        self.failed = False
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> bool:
+        """Make more bytes available in the core's buffer; False when there will be no more."""
+        if self.body.complete or self.failed:
+            return False
+        if self.expect_continue:
+            self.expect_continue = False
+            self.source.send(CONTINUE)
+        if not self.source.receive_more(self.body):
+            if not self.body.complete:
+                self.failed = True
+            return False
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left if negative); fewer only at the body's end."""
+        size = -1 if size is None else size
+        parts = [self._pending[:size] if size >= 0 else self._pending]
+        self._pending = self._pending[len(parts[0]) :]
+        have = len(parts[0])
+        while size < 0 or have < size:
+            chunk = self.source.take(self.body, size - have if size >= 0 else -1)
+            if chunk:
+                parts.append(chunk)
+                have += len(chunk)
+            elif not self._fill():
+                break
+        return b"".join(parts)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        size = -1 if size is None else size
+        line = bytearray(self._pending)
+        self._pending = b""
+        while True:
+            end = line.find(b"\n")
+            if end >= 0 or (0 <= size <= len(line)):
+                cut = end + 1 if end >= 0 else len(line)
+                if 0 <= size < cut:
+                    cut = size
+                self._pending = bytes(line[cut:])
+                return bytes(line[:cut])
+            chunk = self.source.take(self.body, -1)
+            if not chunk and not self._fill():
+                return bytes(line)
+            line += chunk
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+    def drain(self, limit: int) -> bool:
+        """Discard what the app left unread, up to ``limit`` bytes; True if the body ended."""
+        discarded = len(self._pending)
+        self._pending = b""
+        if self.expect_continue and not self.body.complete:
+            return False  # the client waits for our word before sending: just close
+        while True:
+            discarded += len(self.source.take(self.body, -1))
+            if self.body.complete:
+                return not self.failed
+            if discarded > limit or not self._fill():
+                return False

@@ -1,0 +1,116 @@
+"""ASGI 3 (spec 2.4) for HTTP: the scope, and the rules a response's messages must follow.
+
+Theory of operation
+-------------------
+The engine owns the connection and the app's task; this module owns the meaning of the
+messages. :func:`http_scope` builds a request's scope from a per-server template.
+:class:`ResponseState` checks what the app sends (``http.response.start`` once, then
+``http.response.body`` until ``more_body`` is false), frames it with the HTTP core, and
+returns the bytes the engine must write. Header names or values with CR, LF or NUL are refused
+by the core before anything reaches the wire; a misuse of the protocol raises
+:class:`~threadloom.errors.LocalProtocolError`, which the engine turns into a 500 (nothing
+sent yet) or a closed connection (something sent).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from threadloom.errors import LocalProtocolError
+from threadloom.protocols.http1 import Request, ResponseFramer, response_head
+
+Message = dict[str, Any]
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+
+
+def scope_template(
+    server: Any, scheme: str, root_path: str, state: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The keys every request scope of one server shares."""
+    if isinstance(server, tuple):
+        server_pair: tuple[str, int] | None = (str(server[0]), int(server[1]))
+    else:
+        server_pair = None
+    template: dict[str, Any] = {
+        "type": "http",
+        "asgi": ASGI_VERSION,
+        "scheme": scheme,
+        "root_path": root_path,
+        "server": server_pair,
+    }
+    if state is not None:
+        template["state"] = state
+    return template
+
+
+def http_scope(template: dict[str, Any], request: Request, client: Any) -> dict[str, Any]:
+    """The ``http`` scope of one request (``state`` is a shallow copy, as the spec asks)."""
+    scope = template.copy()
+    if "state" in scope:
+        scope["state"] = scope["state"].copy()
+    raw_path = request.path
+    scope["http_version"] = request.http_version
+    scope["method"] = request.method
+    scope["path"] = unquote(raw_path.decode("latin-1"), encoding="utf-8", errors="replace")
+    scope["raw_path"] = raw_path
+    scope["query_string"] = request.query
+    scope["headers"] = request.headers
+    scope["client"] = (client[0], client[1]) if isinstance(client, tuple) else None
+    return scope
+
+
+class ResponseState:
+    """Validates and frames one response's messages (see the module docstring)."""
+
+    __slots__ = ("_headers", "complete", "framer", "request", "status")
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.framer: ResponseFramer | None = None
+        self.status = 0
+        self.complete = False
+        self._headers: Any = ()
+
+    @property
+    def started(self) -> bool:
+        return self.framer is not None
+
+    def start(self, message: Message) -> bytes:
+        """``http.response.start``: returns the head, unless the first body can join it."""
+        if self.framer is not None or self.status:
+            raise LocalProtocolError("http.response.start sent twice")
+        status = message.get("status")
+        if not isinstance(status, int) or not 100 <= status <= 999:
+            raise LocalProtocolError(f"bad status {status!r} in http.response.start")
+        self.status = status
+        self._headers = message.get("headers") or ()
+        return b""
+
+    def body(self, message: Message) -> bytes:
+        """``http.response.body``: the bytes to write (head included the first time)."""
+        if not self.status:
+            raise LocalProtocolError("http.response.body sent before http.response.start")
+        if self.complete:
+            raise LocalProtocolError("http.response.body sent after the response completed")
+        data = message.get("body", b"")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise LocalProtocolError("http.response.body needs bytes")
+        more = bool(message.get("more_body", False))
+        out = b""
+        if self.framer is None:
+            headers = self._headers
+            if not more and not any(bytes(n).lower() == b"content-length" for n, _ in headers):
+                headers = [*headers, (b"content-length", str(len(data)).encode())]
+            out, self.framer = response_head(self.request, self.status, headers)
+        if data:
+            out += self.framer.body(bytes(data))
+        if not more:
+            self.complete = True
+            out += self.framer.end()
+        return out
+
+    @property
+    def keep_alive(self) -> bool:
+        return self.complete and self.framer is not None and self.framer.keep_alive

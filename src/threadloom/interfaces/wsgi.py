@@ -1,0 +1,267 @@
+"""WSGI (PEP 3333): the environ, ``start_response``, ``write()`` and the response iterable.
+
+Theory of operation
+-------------------
+:class:`WSGIRunner` is built once per server. For each request the engine calls it with the
+parsed :class:`~threadloom.protocols.http1.Request`, a file-like ``wsgi.input`` and a
+:class:`ResponseSink` (the engine's way to put bytes on the wire, blocking until they are
+accepted). The runner
+
+1. builds the environ from a template of the per-server constants,
+2. calls the app; ``start_response`` only records status and headers (PEP 3333: nothing is
+   sent before the first non-empty body chunk),
+3. frames the response with the HTTP core (which refuses CR/LF in header names or values:
+   such a response becomes a 500 and never reaches the wire) and sends it through the sink,
+4. closes the iterable, whatever happened.
+
+It returns an :class:`Outcome` saying whether the connection may be kept alive. It never
+touches a socket: the same runner serves the blocking models and the asyncio bridge.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import IO, Any, BinaryIO, Protocol
+from urllib.parse import unquote_to_bytes
+
+from threadloom.errors import LocalProtocolError
+from threadloom.protocols.http1 import Request, ResponseFramer, error_response, response_head
+
+log = logging.getLogger("threadloom.app")
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], None]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class ResponseSink(Protocol):
+    """Where a response's bytes go; provided by the engine for each connection."""
+
+    def send(self, data: bytes) -> None:
+        """Send all of ``data``, blocking while the peer is slow; raises OSError if it is gone."""
+        ...
+
+    #: True when :meth:`sendfile` can be used (a plain socket, not TLS).
+    can_sendfile: bool
+
+    def sendfile(self, file: IO[bytes], count: int) -> int:
+        """Send up to ``count`` bytes of ``file`` from its current position, zero-copy."""
+        ...
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: an iterable over a file, which the engine may ``sendfile``."""
+
+    def __init__(self, filelike: IO[bytes], block_size: int = 64 * 1024) -> None:
+        self.filelike = filelike
+        self.block_size = block_size
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.filelike.read(self.block_size):
+            yield chunk
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
+class Outcome:
+    """What happened to one exchange, for keep-alive decisions and the access log."""
+
+    __slots__ = ("keep_alive", "sent", "status")
+
+    def __init__(self, status: int, sent: int, keep_alive: bool) -> None:
+        self.status = status
+        self.sent = sent
+        self.keep_alive = keep_alive
+
+
+class WSGIRunner:
+    """Calls one WSGI app; see the module docstring."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        server_name: str,
+        server_port: str,
+        url_scheme: str,
+        multithread: bool,
+        multiprocess: bool = False,
+    ) -> None:
+        self.app = app
+        self.template: dict[str, Any] = {
+            "SCRIPT_NAME": "",
+            "SERVER_NAME": server_name,
+            "SERVER_PORT": server_port,
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": url_scheme,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": multithread,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+        }
+
+    def environ(self, request: Request, body: BinaryIO | Any, client: Any) -> dict[str, Any]:
+        """The PEP 3333 environ for ``request`` (header names with ``_`` are dropped)."""
+        env = self.template.copy()
+        env["REQUEST_METHOD"] = request.method
+        env["PATH_INFO"] = unquote_to_bytes(request.path).decode("latin-1")
+        env["QUERY_STRING"] = request.query.decode("latin-1")
+        env["RAW_URI"] = env["REQUEST_URI"] = request.target.decode("latin-1")
+        env["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
+        env["wsgi.input"] = body
+        if isinstance(client, tuple):
+            env["REMOTE_ADDR"], env["REMOTE_PORT"] = client[0], str(client[1])
+        else:
+            env["REMOTE_ADDR"], env["REMOTE_PORT"] = "127.0.0.1", "0"
+        for name, value in request.headers:
+            _add_header(env, name, value)
+        return env
+
+    def __call__(self, request: Request, body: Any, sink: ResponseSink, client: Any) -> Outcome:
+        """Run the app for one request and send its response through ``sink``."""
+        exchange = _Exchange(request, sink)
+        env = self.environ(request, body, client)
+        try:
+            result = self.app(env, exchange.start_response)
+        except Exception:
+            return exchange.fail("app raised before returning a response")
+        try:
+            exchange.send_result(result)
+        except OSError:
+            exchange.keep_alive = False  # the peer went away: nothing more to say to it
+        except Exception:
+            return exchange.fail("app raised while producing its response")
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("the response iterable's close() raised")
+        return exchange.outcome()
+
+
+_SPECIAL_HEADERS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+
+
+def _add_header(env: dict[str, Any], name: bytes, value: bytes) -> None:
+    key = _SPECIAL_HEADERS.get(name)
+    if key is None:
+        if b"_" in name:
+            return  # X_Forwarded_For would otherwise pose as X-Forwarded-For
+        key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+    text = value.decode("latin-1")
+    if key in env:
+        text = env[key] + (";" if key == "HTTP_COOKIE" else ",") + text
+    env[key] = text
+
+
+class _Exchange:
+    """Per-request response state: start_response, write() and sending the result."""
+
+    __slots__ = ("framer", "headers", "keep_alive", "reason", "request", "sent", "sink", "status")
+
+    def __init__(self, request: Request, sink: ResponseSink) -> None:
+        self.request = request
+        self.sink = sink
+        self.status = 0
+        self.reason = ""
+        self.headers: list[tuple[str, str]] | None = None
+        self.framer: ResponseFramer | None = None
+        self.sent = 0
+        self.keep_alive = request.keep_alive
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            if self.framer is not None:
+                raise exc_info[1].with_traceback(exc_info[2])
+        elif self.headers is not None:
+            raise LocalProtocolError("start_response called twice without exc_info")
+        if not isinstance(status, str) or len(status) < 3 or not status[:3].isdigit():
+            raise LocalProtocolError(f"bad status {status!r}: expected '200 OK'")
+        self.status = int(status[:3])
+        self.reason = status[4:]
+        self.headers = list(headers)
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The legacy ``write()`` callable: send ``data`` now."""
+        if self.framer is None:
+            self._send_head(data)
+        elif data:
+            self._send(self.framer.body(data))
+
+    def _send_head(self, first: bytes, whole: bool = False) -> None:
+        if self.headers is None:
+            raise LocalProtocolError("the app sent a body before calling start_response")
+        headers: list[tuple[str, str]] = self.headers
+        if whole and not any(n.lower() == "content-length" for n, _ in headers):
+            headers = [*headers, ("Content-Length", str(len(first)))]
+        head, self.framer = response_head(
+            self.request, self.status, headers, reason=self.reason or None
+        )
+        self._send(head + self.framer.body(first) if first else head)
+
+    def _send(self, data: bytes) -> None:
+        self.sink.send(data)
+        self.sent += len(data)
+
+    def send_result(self, result: Iterable[bytes]) -> None:
+        if isinstance(result, FileWrapper) and self._sendfile(result):
+            return
+        if isinstance(result, list | tuple) and len(result) == 1 and self.framer is None:
+            self._send_head(result[0], whole=True)
+        else:
+            for chunk in result:
+                if self.framer is None:
+                    if chunk:
+                        self._send_head(chunk)
+                elif chunk:
+                    self._send(self.framer.body(chunk))
+        if self.framer is None:
+            self._send_head(b"", whole=True)
+        assert self.framer is not None
+        tail = self.framer.end()
+        if tail:
+            self._send(tail)
+
+    def _sendfile(self, wrapper: FileWrapper) -> bool:
+        """Zero-copy a real file when the app gave its Content-Length and the sink can."""
+        length = next((v for n, v in self.headers or () if n.lower() == "content-length"), "")
+        if not (self.sink.can_sendfile and length.isdigit() and self.request.method != "HEAD"):
+            return False
+        try:
+            wrapper.filelike.fileno()
+        except (AttributeError, OSError, ValueError):
+            return False
+        self._send_head(b"")
+        sent = self.sink.sendfile(wrapper.filelike, int(length))
+        self.sent += sent
+        if sent < int(length):
+            self.keep_alive = False  # the file was shorter than promised: the framing is broken
+        return True
+
+    def fail(self, what: str) -> Outcome:
+        """Log the app's exception; answer 500 if nothing was sent yet, else give up the line."""
+        log.exception("%s %s: %s", self.request.method, self.request.target.decode("latin-1"), what)
+        if self.framer is None:
+            try:
+                self._send(error_response(500))
+            except OSError:
+                pass
+            self.status = 500
+        return Outcome(self.status, self.sent, False)
+
+    def outcome(self) -> Outcome:
+        keep = self.keep_alive and self.framer is not None and self.framer.keep_alive
+        return Outcome(self.status, self.sent, keep)
