@@ -59,6 +59,9 @@ class Config:
     max_connections: int = setting(
         1000, "open connections at most; at the cap the server stops accepting"
     )
+    max_queue: int = setting(
+        1000, "pool: requests waiting for a worker at most; beyond it they get 503"
+    )
     interface: str = setting("auto", "how the app is called", choices=INTERFACES)
     loop: str = setting("auto", "event loop for the asyncio model", choices=LOOPS)
     graceful_timeout: float = setting(
@@ -93,6 +96,8 @@ class Config:
                 raise ConfigError(f"--{flag_name(f)}: {value!r} is not one of {', '.join(choices)}")
         if self.threads < 1:
             raise ConfigError("--threads must be at least 1")
+        if self.max_queue < 1:
+            raise ConfigError("--max-queue must be at least 1")
         if self.max_connections < 1:
             raise ConfigError("--max-connections must be at least 1")
         if self.graceful_timeout < 0:

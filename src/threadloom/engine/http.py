@@ -29,6 +29,7 @@ from threadloom.config import Config
 from threadloom.engine.accesslog import AccessLog
 from threadloom.engine.body import BodyReader
 from threadloom.engine.session import Want
+from threadloom.engine.sockio import recv_waiting, send_all
 from threadloom.errors import RemoteProtocolError
 from threadloom.interfaces.wsgi import WSGIRunner
 from threadloom.protocols.http1 import (
@@ -90,6 +91,7 @@ class HTTPSession:
         self.sock = sock
         self.addr = addr
         self.conn = ServerConnection(settings.limits)
+        sock.setblocking(False)  # for life: see engine/sockio.py
         self.deadline_at = time.monotonic() + settings.timeout_header
         self.head_since: float | None = None
         self.served = 0
@@ -148,7 +150,6 @@ class HTTPSession:
     # -- serving -----------------------------------------------------------------------------
 
     def _serve_ready(self) -> Want:
-        self.sock.settimeout(self.settings.timeout_io)
         settings = self.settings
         runner = settings.runner
         assert runner is not None, "thread models serve WSGI apps only"
@@ -184,7 +185,7 @@ class HTTPSession:
     def receive_more(self, body: RequestBody) -> bool:
         """Blocking read for ``wsgi.input``: feed one read to the core; False at EOF or error."""
         try:
-            data = self.sock.recv(65536)
+            data = recv_waiting(self.sock, 65536, self.settings.timeout_io)
         except OSError:
             data = b""
         try:
@@ -202,10 +203,14 @@ class HTTPSession:
     can_sendfile = True
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        send_all(self.sock, data, self.settings.timeout_io)
 
     def sendfile(self, file: IO[bytes], count: int) -> int:
-        return self.sock.sendfile(file, file.tell(), count)
+        self.sock.settimeout(self.settings.timeout_io)  # socket.sendfile needs a timeout mode
+        try:
+            return self.sock.sendfile(file, file.tell(), count)
+        finally:
+            self.sock.setblocking(False)
 
     # -- errors ------------------------------------------------------------------------------
 

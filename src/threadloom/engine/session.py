@@ -32,6 +32,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+from threadloom.engine.sockio import wait_readable
+
 log = logging.getLogger("threadloom.engine")
 
 T = TypeVar("T")
@@ -134,12 +136,13 @@ def run_blocking(session: Session, sock: socket.socket) -> None:
 def read_once(session: Session, sock: socket.socket) -> Want:
     """One blocking READ step: wait for bytes until the session's deadline, then feed them."""
     deadline = session.deadline()
-    timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-    sock.settimeout(timeout)
+    timeout = None if deadline is None else deadline - time.monotonic()
+    if not wait_readable(sock, timeout):
+        return session.expire()
     try:
         data = sock.recv(READ_SIZE)
-    except TimeoutError:
-        return session.expire()
+    except BlockingIOError:
+        return Want.READ  # woken for nothing: wait again
     except OSError:
         data = b""
     return session.feed(data)

@@ -109,9 +109,13 @@ class ThreadModel(Model):
         self.stopping = threading.Event()
         self._stop_lock = threading.Lock()
         self._watchdog: threading.Timer | None = None
-        self.selector = selectors.DefaultSelector()
+        self.selector = self.make_selector()
         self.selector.register(self.waker.fileno(), selectors.EVENT_READ, None)
         self.gate = AcceptGate(self.selector, listeners, self.connections)
+
+    def make_selector(self) -> Any:
+        """The selector the accept loop waits on (pool swaps in its own epoll)."""
+        return selectors.DefaultSelector()
 
     def stop(self, graceful: bool = True) -> None:
         with self._stop_lock:

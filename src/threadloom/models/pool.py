@@ -2,12 +2,16 @@
 
 Ownership passes by hand-off, never by sharing:
 
-* the **I/O thread** (the one that calls :meth:`PoolModel.serve`) owns listeners and every
-  *parked* connection: it accepts, reads until the session has a complete unit of work, and
-  watches deadlines. Idle keep-alive clients and slow senders therefore never hold a worker.
+* the **I/O thread** (the one that calls :meth:`PoolModel.serve`) accepts, reads from
+  *parked* connections until their session has a complete unit of work, and expires
+  deadlines. Idle keep-alive clients and slow senders therefore never hold a worker.
 * a **worker** owns a connection while it runs :meth:`Session.serve` (the app runs there).
-  Afterwards it closes the connection, or hands it back through ``_handback`` and wakes the
-  I/O thread, which parks it again.
+  Afterwards it closes the connection, or parks it again by re-arming it in epoll.
+
+Connections are registered with ``EPOLLONESHOT``: an event disarms the connection, so the
+I/O thread and a worker can never both act on it, and a worker hands a connection back with
+one ``epoll_ctl`` call, without a queue or a wake-up. Deadlines of parked connections are
+swept twice a second, and only while there are connections.
 
 Raw handlers own their socket for its whole life, so they hold a worker until they return,
 exactly as in the tutorial.
@@ -15,11 +19,8 @@ exactly as in the tutorial.
 
 from __future__ import annotations
 
-import collections
-import heapq
-import itertools
 import queue
-import selectors
+import select
 import socket
 import threading
 import time
@@ -30,22 +31,56 @@ from threadloom.engine.session import READ_SIZE, Service, Session, Want
 from threadloom.models.base import ThreadModel, log
 from threadloom.net.listeners import Listener
 
-WorkItem = tuple[socket.socket, Session] | None
+SWEEP_INTERVAL_S = 0.5
+_ARMED = select.EPOLLIN | select.EPOLLONESHOT
+Conn = tuple[socket.socket, Session]
+WorkItem = tuple[int, socket.socket, Session] | None
+
+
+class EpollMux:
+    """One epoll for listeners, the waker (level-triggered) and connections (one-shot)."""
+
+    def __init__(self) -> None:
+        self.epoll = select.epoll()
+        self.data: dict[int, Any] = {}
+
+    def register(self, fileobj: Any, events: int, data: Any) -> None:
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        self.data[fd] = data
+        self.epoll.register(fd, select.EPOLLIN)
+
+    def unregister(self, fileobj: Any) -> None:
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        self.data.pop(fd, None)
+        self.epoll.unregister(fd)
+
+    def add(self, fd: int, conn: Conn) -> None:
+        self.data[fd] = conn
+        self.epoll.register(fd, _ARMED)
+
+    def rearm(self, fd: int) -> None:
+        """Watch a connection again; safe from any thread (epoll_ctl is)."""
+        self.epoll.modify(fd, _ARMED)
+
+    def close(self) -> None:
+        self.epoll.close()
 
 
 class PoolModel(ThreadModel):
-    """One selector I/O thread feeding ``--threads`` workers through a queue."""
+    """One epoll I/O thread feeding ``--threads`` workers through a queue."""
 
     name = "pool"
 
     def __init__(self, config: Config, service: Service, listeners: list[Listener]) -> None:
+        self.mux = EpollMux()
         super().__init__(config, service, listeners)
         self._work: queue.SimpleQueue[WorkItem] = queue.SimpleQueue()
-        self._handback: collections.deque[tuple[socket.socket, Session, Want]] = collections.deque()
-        self._parked: dict[socket.socket, Session] = {}
-        self._deadlines: list[tuple[float, int, socket.socket, Session]] = []
-        self._seq = itertools.count()
+        self._parked: set[int] = set()
         self._workers: list[threading.Thread] = []
+        self._next_sweep = 0.0
+
+    def make_selector(self) -> Any:
+        return self.mux
 
     def describe(self) -> str:
         return f"pool ({self.config.threads} worker threads + 1 I/O thread)"
@@ -69,91 +104,95 @@ class PoolModel(ThreadModel):
 
     def _io_loop(self) -> None:
         draining = False
+        data = self.mux.data
         while True:
             if self.stopping.is_set():
                 if not draining:
                     draining = True
                     self.gate.close()
-                    self._close_idle_parked()
+                    self._sweep(time.monotonic(), close_idle=True)
                 if not len(self.connections):
                     return
-            timeout = _earliest(self.gate.update(), self._next_deadline())
-            for key, _ in self.selector.select(timeout):
-                data = key.data
-                if data is None:
+            timeout = _earliest(self.gate.update(), self._sweep_timeout())
+            events = self.mux.epoll.poll(-1 if timeout is None else timeout)
+            for fd, _ in events:
+                target = data.get(fd)
+                if target is None:
                     self.waker.drain()
-                    self._take_handbacks(draining)
-                elif isinstance(data, Listener):
+                elif isinstance(target, Listener):
                     if not self.stopping.is_set():
-                        for sock, addr in self.gate.accept(data):
+                        for sock, addr in self.gate.accept(target):
                             self._begin(sock, addr)
                 else:
-                    self._read(key.fileobj, data)  # type: ignore[arg-type]
-            self._expire_deadlines()
+                    self._read(fd, target)
+            if self._parked and time.monotonic() >= self._next_sweep:
+                self._sweep(time.monotonic(), close_idle=draining)
 
     def _begin(self, sock: socket.socket, addr: Any) -> None:
         session = self.service.session(sock, addr)
         self.connections.add(sock, session)
-        self._dispatch(sock, session, session.start())
-
-    def _dispatch(self, sock: socket.socket, session: Session, want: Want) -> None:
-        """Act on what the session wants, from the I/O thread."""
+        fd = sock.fileno()
+        self.mux.data[fd] = (sock, session)
+        want = session.start()
         if want is Want.READ:
-            if sock not in self._parked:
-                sock.setblocking(False)
-                self._parked[sock] = session
-                self.selector.register(sock, selectors.EVENT_READ, session)
-            deadline = session.deadline()
-            if deadline is not None:
-                heapq.heappush(self._deadlines, (deadline, next(self._seq), sock, session))
-            return
-        if sock in self._parked:
-            del self._parked[sock]
-            self.selector.unregister(sock)
-        if want is Want.SERVE:
-            self._work.put((sock, session))
+            self._parked.add(fd)
+            self.mux.epoll.register(fd, _ARMED)
         else:
-            self._close(sock, session)
+            self._dispatch(fd, sock, session, want)
 
-    def _read(self, sock: socket.socket, session: Session) -> None:
+    def _read(self, fd: int, conn: Conn) -> None:
+        sock, session = conn
         try:
             data = sock.recv(READ_SIZE)
-        except (BlockingIOError, InterruptedError):
+        except BlockingIOError:
+            self.mux.rearm(fd)
             return
         except OSError:
             data = b""
-        self._dispatch(sock, session, session.feed(data))
+        self._dispatch(fd, sock, session, session.feed(data))
 
-    def _take_handbacks(self, draining: bool) -> None:
-        while self._handback:
-            sock, session, want = self._handback.popleft()
-            if draining and want is Want.READ and session.idle:
-                want = Want.CLOSE
-            self._dispatch(sock, session, want)
+    def _dispatch(self, fd: int, sock: socket.socket, session: Session, want: Want) -> None:
+        """Act on what a session wants, from the I/O thread."""
+        if want is Want.READ:
+            self._parked.add(fd)
+            self.mux.rearm(fd)
+            return
+        self._parked.discard(fd)
+        if want is Want.SERVE and self._work.qsize() < self.config.max_queue:
+            self._work.put((fd, sock, session))
+            return
+        if want is Want.SERVE:
+            log.warning("work queue full (--max-queue %d): refusing a request",
+                        self.config.max_queue)
+            session.overloaded()
+        self._close(fd, sock, session)
 
-    def _close_idle_parked(self) -> None:
-        for sock, session in list(self._parked.items()):
-            if session.idle:
-                self._dispatch(sock, session, Want.CLOSE)
+    def _sweep_timeout(self) -> float | None:
+        if not len(self.connections):
+            return None  # nothing to expire, and a new connection wakes us anyway
+        return max(self._next_sweep - time.monotonic(), 0.0)
 
-    def _next_deadline(self) -> float | None:
-        if not self._deadlines:
-            return None
-        return max(self._deadlines[0][0] - time.monotonic(), 0.0)
-
-    def _expire_deadlines(self) -> None:
-        now = time.monotonic()
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, _, sock, session = heapq.heappop(self._deadlines)
-            if self._parked.get(sock) is not session:
-                continue  # served or closed since: a stale entry
-            current = session.deadline()
-            if current is not None and current > now:
-                heapq.heappush(self._deadlines, (current, next(self._seq), sock, session))
+    def _sweep(self, now: float, close_idle: bool) -> None:
+        """Expire parked connections whose deadline passed (and idle ones when draining)."""
+        self._next_sweep = now + SWEEP_INTERVAL_S
+        data = self.mux.data
+        for fd in list(self._parked):
+            conn = data.get(fd)
+            if conn is None:
+                self._parked.discard(fd)
                 continue
-            self._dispatch(sock, session, session.expire())
+            sock, session = conn
+            if close_idle and session.idle:
+                self._parked.discard(fd)
+                self._close(fd, sock, session)
+                continue
+            deadline = session.deadline()
+            if deadline is not None and deadline <= now:
+                self._parked.discard(fd)
+                self._dispatch(fd, sock, session, session.expire())
 
-    def _close(self, sock: socket.socket, session: Session) -> None:
+    def _close(self, fd: int, sock: socket.socket, session: Session) -> None:
+        self.mux.data.pop(fd, None)  # before close: the fd number may be reused at once
         try:
             session.close()
         finally:
@@ -164,17 +203,23 @@ class PoolModel(ThreadModel):
             item = self._work.get()
             if item is None:
                 return
-            sock, session = item
+            fd, sock, session = item
             try:
                 want = session.serve()
             except Exception:
                 log.exception("session failed unexpectedly; connection closed")
                 want = Want.CLOSE
-            if want is Want.CLOSE:
-                self._close(sock, session)
-            else:
-                self._handback.append((sock, session, want))
-                self.waker.wake()
+            if want is Want.READ and not (self.stopping.is_set() and session.idle):
+                self._parked.add(fd)
+                try:
+                    self.mux.rearm(fd)
+                    continue
+                except OSError:
+                    self._parked.discard(fd)
+            elif want is Want.SERVE:
+                self._work.put(item)
+                continue
+            self._close(fd, sock, session)
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:
