@@ -153,13 +153,14 @@ class HTTPSession:
         settings = self.settings
         runner = settings.runner
         assert runner is not None, "thread models serve WSGI apps only"
-        while self.conn.requests:
-            request = self.conn.requests.popleft()
+        log_access = settings.access_log.active()
+        requests = self.conn.requests
+        while requests:
+            request = requests.popleft()
             body = BodyReader(request, self)
-            started = time.monotonic()
             outcome = runner(request, body, self, self.addr)
             self.served += 1
-            if settings.access_log.active():
+            if log_access:
                 settings.access_log.write(
                     self.addr,
                     request.method,
@@ -168,9 +169,11 @@ class HTTPSession:
                     outcome.status,
                     outcome.sent,
                 )
-            log.debug("served in %.3f ms", (time.monotonic() - started) * 1000)
-            if not outcome.keep_alive or body.failed or not body.drain(DRAIN_LIMIT):
+            if not outcome.keep_alive or body.failed:
                 return Want.CLOSE
+            if not request.body.complete or request.body.buffered:
+                if not body.drain(DRAIN_LIMIT):
+                    return Want.CLOSE
         if self.conn.peer_closed:
             return Want.CLOSE
         self.head_since = None

@@ -71,9 +71,13 @@ class HTTPProtocol(asyncio.Protocol):
         self.lost = False
         self.lock = threading.Lock()
         self.data_ready = threading.Condition(self.lock)
-        self.can_write = threading.Event()
+        self.can_write = threading.Event()  # for WSGI threads
         self.can_write.set()
+        self.write_paused = False  # the same fact, cheaper to read on the loop
         self.timer: asyncio.TimerHandle | None = None
+        self.deadline: float | None = None
+        self.timer_at = 0.0
+        self.threads_waiting = 0
         self.reading_paused = False
         self.waiter: asyncio.Future[None] | None = None  # ASGI: more body, drain or disconnect
 
@@ -93,7 +97,8 @@ class HTTPProtocol(asyncio.Protocol):
                 self.data_ready.notify_all()
                 self._refuse(exc)
                 return
-            self.data_ready.notify_all()
+            if self.threads_waiting:
+                self.data_ready.notify_all()
         if self.conn.paused and not self.reading_paused and self.transport is not None:
             self.reading_paused = True
             self.transport.pause_reading()
@@ -111,14 +116,19 @@ class HTTPProtocol(asyncio.Protocol):
             self.data_ready.notify_all()
         self.can_write.set()
         self._cancel_timer()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self._wake()
         if not self.done.done():
             self.done.set_result(None)
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         self.can_write.clear()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         self.can_write.set()
         self._wake()
 
@@ -196,7 +206,11 @@ class HTTPProtocol(asyncio.Protocol):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self.data_ready.wait(remaining)
+                self.threads_waiting += 1
+                try:
+                    self.data_ready.wait(remaining)
+                finally:
+                    self.threads_waiting -= 1
             return bool(body.buffered) or body.complete
 
     def take(self, body: RequestBody, size: int) -> bytes:
@@ -239,17 +253,26 @@ class HTTPProtocol(asyncio.Protocol):
         self.close()
 
     def _arm(self, seconds: float) -> None:
-        self._cancel_timer()
-        self.timer = self.loop.call_later(seconds, self._expire)
+        """Set the deadline; a timer exists at most once per connection and is re-aimed
+        lazily when it fires, so a request costs a float, not a TimerHandle."""
+        deadline = self.deadline = self.loop.time() + seconds
+        if self.timer is None or deadline < self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer_at = deadline
+            self.timer = self.loop.call_at(deadline, self._expire)
 
     def _cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = None
 
     def _expire(self) -> None:
         self.timer = None
-        if self.busy:
+        deadline = self.deadline
+        if deadline is None or self.busy or self.lost:
+            return
+        if deadline > self.loop.time():
+            self.timer_at = deadline
+            self.timer = self.loop.call_at(deadline, self._expire)
             return
         if self.served == 0 or self.conn.head_started:
             self.write(error_response(408))
@@ -306,7 +329,7 @@ class ASGICycle:
             if data:
                 proto.write(data)
                 self.sent += len(data)
-            while not proto.can_write.is_set() and not proto.lost:
+            while proto.write_paused and not proto.lost:
                 await proto.wait()
         else:
             raise LocalProtocolError(f"unexpected ASGI message {kind!r} for an http scope")

@@ -53,7 +53,8 @@ def http_scope(template: dict[str, Any], request: Request, client: Any) -> dict[
     raw_path = request.path
     scope["http_version"] = request.http_version
     scope["method"] = request.method
-    scope["path"] = unquote(raw_path.decode("latin-1"), encoding="utf-8", errors="replace")
+    path = raw_path.decode("latin-1")
+    scope["path"] = unquote(path, errors="replace") if "%" in path else path
     scope["raw_path"] = raw_path
     scope["query_string"] = request.query
     scope["headers"] = request.headers
@@ -101,8 +102,8 @@ class ResponseState:
         out = b""
         if self.framer is None:
             headers = self._headers
-            if not more and not any(bytes(n).lower() == b"content-length" for n, _ in headers):
-                headers = [*headers, (b"content-length", str(len(data)).encode())]
+            if not more and not _has_length(headers):
+                headers = [*headers, (b"content-length", b"%d" % len(data))]
             out, self.framer = response_head(self.request, self.status, headers)
         if data:
             out += self.framer.body(bytes(data))
@@ -114,3 +115,10 @@ class ResponseState:
     @property
     def keep_alive(self) -> bool:
         return self.complete and self.framer is not None and self.framer.keep_alive
+
+
+def _has_length(headers: Any) -> bool:
+    for name, _ in headers:
+        if len(name) == 14 and name.lower() == b"content-length":
+            return True
+    return False
