@@ -171,9 +171,9 @@ class HTTPSession:
                 )
             if not outcome.keep_alive or body.failed:
                 return Want.CLOSE
-            if not request.body.complete or request.body.buffered:
-                if not body.drain(DRAIN_LIMIT):
-                    return Want.CLOSE
+            unread = not request.body.complete or request.body.buffered
+            if unread and not body.drain(DRAIN_LIMIT):
+                return Want.CLOSE
         if self.conn.peer_closed:
             return Want.CLOSE
         self.head_since = None

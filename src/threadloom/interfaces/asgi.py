@@ -118,7 +118,7 @@ class ResponseState:
 
 
 def _has_length(headers: Any) -> bool:
-    for name, _ in headers:
+    for name, _ in headers:  # noqa: SIM110 - a plain loop: no generator on the hot path
         if len(name) == 14 and name.lower() == b"content-length":
             return True
     return False
