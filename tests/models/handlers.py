@@ -88,3 +88,9 @@ class Gate:
         with self.lock:
             self.inside -= 1
         client_socket.close()
+
+
+def echo_until_closed(client_socket: socket.socket, addr: Any) -> None:
+    """Holds its connection open, echoing, until the client leaves."""
+    while data := client_socket.recv(1024):
+        client_socket.sendall(data)

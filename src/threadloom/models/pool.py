@@ -125,8 +125,9 @@ class PoolModel(ThreadModel):
                             self._begin(sock, addr)
                 else:
                     self._read(fd, target)
-            if self._parked and time.monotonic() >= self._next_sweep:
-                self._sweep(time.monotonic(), close_idle=draining)
+            now = time.monotonic()
+            if now >= self._next_sweep and len(self.connections):
+                self._sweep(now, close_idle=draining)
 
     def _begin(self, sock: socket.socket, addr: Any) -> None:
         session = self.service.session(sock, addr)
