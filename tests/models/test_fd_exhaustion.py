@@ -17,10 +17,6 @@ HERE = Path(__file__).parent
 FD_LIMIT = 64
 
 
-def _limit_fds() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
-
-
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
@@ -49,13 +45,13 @@ def test_emfile_backs_off_and_recovers(model: str) -> None:
         cwd=HERE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_limit_fds,
     )
     clients: list[socket.socket] = []
     try:
         assert proc.stderr is not None
         while " serving " not in (line := proc.stderr.readline()):
             assert line, "server did not start"
+        resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
         for _ in range(FD_LIMIT + 20):  # more than the server can hold
             clients.append(socket.create_connection(("127.0.0.1", port)))
         time.sleep(0.5 * timeout_factor())
