@@ -1,22 +1,26 @@
 """The sans-I/O HTTP/1.1 server core: bytes in, requests out; responses framed to bytes.
 
 It imports no socket, selector, thread or event loop: the engine drives it from blocking
-threads and from asyncio alike.
+threads and from asyncio alike. ``connection`` parses (on httptools/llhttp), ``request``
+holds what it produces, ``response`` frames what the app answers, ``dates`` caches ``Date``.
 """
 
-from threadloom.protocols.http1.connection import Request, RequestBody, ServerConnection
+from threadloom.protocols.http1.connection import DEFAULT_LIMITS, ServerConnection
 from threadloom.protocols.http1.dates import DEFAULT_DATES, DateCache
 from threadloom.protocols.http1.limits import HTTPLimits
+from threadloom.protocols.http1.request import Request, RequestBody
 from threadloom.protocols.http1.response import (
     CONTINUE,
     ResponseFramer,
     error_response,
+    full_response,
     response_head,
 )
 
 __all__ = [
     "CONTINUE",
     "DEFAULT_DATES",
+    "DEFAULT_LIMITS",
     "DateCache",
     "HTTPLimits",
     "Request",
@@ -24,5 +28,6 @@ __all__ = [
     "ResponseFramer",
     "ServerConnection",
     "error_response",
+    "full_response",
     "response_head",
 ]

@@ -98,27 +98,31 @@ class Request:
         self.body = RequestBody()
 
     def set_target(self, target: bytes) -> None:
-        """Split the target into path and query; the common origin-form costs one find."""
+        """Split the target into path and query: one ``partition`` for the common origin-form."""
         self.target = target
-        if target[:1] != b"/" and b"://" in target[:16]:
-            # absolute-form (RFC 9112 3.2.2): the path starts after the authority
-            start = target.index(b"://") + 3
-            end = len(target)
-            for mark in (b"/", b"?", b"#"):
-                found = target.find(mark, start, end)
-                if found >= 0:
-                    end = found
-            target = target[end:]
-            if target[:1] != b"/":
-                target = b"/" + target
-        if b"#" in target:  # llhttp accepts a fragment; it is never part of path or query
-            target = target[: target.index(b"#")]
-        mark = target.find(b"?")
-        if mark < 0:
-            self.path = target
-        else:
-            self.path = target[:mark]
-            self.query = target[mark + 1 :]
+        if not target.startswith(b"/") or b"#" in target:
+            target = _origin_form(target)
+        self.path, _, self.query = target.partition(b"?")
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target!r} HTTP/{self.http_version}>"
+
+
+def _origin_form(target: bytes) -> bytes:
+    """The path-and-query of an absolute-form target (RFC 9112 3.2.2), without a fragment.
+
+    Authority-form (CONNECT) and asterisk-form (``*``) targets come back unchanged.
+    """
+    if b"#" in target:  # llhttp accepts a fragment; it is never part of path or query
+        target = target[: target.index(b"#")]
+    scheme_end = target.find(b"://", 0, 16)
+    if target.startswith(b"/") or scheme_end < 0:
+        return target
+    start = scheme_end + 3
+    end = len(target)
+    for sep in (b"/", b"?"):
+        found = target.find(sep, start, end)
+        if found >= 0:
+            end = found
+    target = target[end:]
+    return target if target.startswith(b"/") else b"/" + target

@@ -3,15 +3,31 @@
 Theory of operation
 -------------------
 :func:`response_head` turns a status and the app's headers into bytes and a
-:class:`ResponseFramer`, deciding the framing once: the app's Content-Length, no body at all
-(HEAD, 1xx, 204, 304), chunked (HTTP/1.1 without a length) or delimited by closing the
-connection (HTTP/1.0 without a length). The driver then sends ``framer.body(data)`` for
-each piece and ``framer.end()`` last, and keeps the connection only if ``framer.keep_alive``.
+:class:`ResponseFramer`, deciding the framing once (``_FRAMING`` below, first match wins):
+
+======================================  ===================  ===========================
+condition                               body bytes           connection afterwards
+======================================  ===================  ===========================
+status 1xx, 204 or 304, or a HEAD       none                 as the request says
+app gave Content-Length                 exactly that many    as the request says
+HTTP/1.1 request                        chunked              as the request says
+HTTP/1.0 request, or no request         until close          closed
+======================================  ===================  ===========================
+
+``close=True``, a request that is not keep-alive, or an app's ``Connection: close`` force a
+close; we then send ``Connection: close`` (and ``Connection: keep-alive`` to a keep-alive
+HTTP/1.0 client). The app's own ``Connection`` and ``Transfer-Encoding`` fields are dropped,
+because framing is ours to decide, except that a 101 keeps its ``Connection: upgrade``.
+The driver then sends ``framer.body(data)`` for each piece and ``framer.end()`` last, and
+keeps the connection only if ``framer.keep_alive`` is still true. :func:`full_response` is
+the fast path for the common case of one body known in full: one bytes object, no framer.
 
 Every header name must be an RFC 9110 token and every value free of CR, LF, NUL and other
 controls (HTAB aside): anything else raises :class:`LocalProtocolError` before a byte is
 produced, so response splitting (uvicorn CVE-2020-7695, gunicorn CVE-2018-1000164) cannot
-happen whatever the app sends. The checks are ``bytes.translate`` calls: linear, no regex.
+happen whatever the app sends. The checks are ``bytes.translate`` calls (linear, no regex),
+and a validated ``(name, value)`` pair is remembered in a bounded cache, so the constant
+headers an app sends on every response are checked and formatted once per process.
 """
 
 from __future__ import annotations
@@ -20,33 +36,43 @@ from collections.abc import Iterable
 from http import HTTPStatus
 
 from threadloom.errors import LocalProtocolError
-from threadloom.protocols.http1.connection import Request
 from threadloom.protocols.http1.dates import DEFAULT_DATES
+from threadloom.protocols.http1.request import Request
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_ALL = bytes(range(256))
-#: Deleting these from a name must leave nothing: a name is a non-empty token.
-_TOKEN_CHARS = _TCHAR
 #: Deleting these from a value leaves only forbidden bytes (controls but HTAB, and DEL).
 _VALUE_OK = bytes(b for b in range(256) if b >= 0x20 and b != 0x7F) + b"\t"
-
 _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
-_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
 _NO_BODY_STATUS = frozenset({204, 304})
 
+# What a header field means to the framing; any other name is _PLAIN.
+_PLAIN, _LENGTH, _DATE, _SERVER, _CONNECTION, _DROPPED = range(6)
+_KINDS = {
+    b"content-length": _LENGTH,
+    b"date": _DATE,
+    b"server": _SERVER,
+    b"connection": _CONNECTION,
+    b"transfer-encoding": _DROPPED,
+}
+_CACHE_MAX = 2048
+_CACHE_VALUE_MAX = 200
+_LINES: dict[tuple[str | bytes, str | bytes], tuple[bytes, int, bytes]] = {}
+_STATUS_LINES: dict[tuple[int, str | None], bytes] = {}
 
-def _status_line(status: int, reason: bytes | None) -> bytes:
-    key = (status, reason or b"")
-    line = _STATUS_LINES.get(key)
+
+def _status_line(status: int, reason: str | None) -> bytes:
+    line = _STATUS_LINES.get((status, reason))
     if line is None:
-        phrase = reason if reason else _REASONS.get(status, b"Unknown")
+        if not 100 <= status <= 999:
+            raise LocalProtocolError(f"invalid status {status!r}")
+        phrase = _as_bytes(reason) if reason else _REASONS.get(status, b"Unknown")
         if phrase.translate(None, _VALUE_OK):
             raise LocalProtocolError(f"invalid reason phrase {phrase!r}")
         line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
         if len(_STATUS_LINES) < 512:
-            _STATUS_LINES[key] = line
+            _STATUS_LINES[(status, reason)] = line
     return line
 
 
@@ -55,8 +81,30 @@ def _as_bytes(value: str | bytes) -> bytes:
         return value
     try:
         return value.encode("latin-1")
-    except UnicodeEncodeError:
-        raise LocalProtocolError(f"header {value!r} is not latin-1") from None
+    except (UnicodeEncodeError, AttributeError):
+        raise LocalProtocolError(f"header {value!r} is not latin-1 text") from None
+
+
+def _header_line(name: str | bytes, value: str | bytes) -> tuple[bytes, int, bytes]:
+    """Validate and format one field: (wire line, kind, value as bytes); cached when constant."""
+    try:
+        entry = _LINES.get((name, value))
+    except TypeError:  # unhashable, so not str or bytes: _as_bytes will say so
+        entry = None
+    if entry is not None:
+        return entry
+    bname = _as_bytes(name)
+    bvalue = _as_bytes(value)
+    if not bname or bname.translate(None, _TCHAR) or bvalue.translate(None, _VALUE_OK):
+        raise LocalProtocolError(f"invalid response header {bname[:60]!r}: {bvalue[:60]!r}")
+    bvalue = bvalue.strip(b" \t")
+    kind = _KINDS.get(bname.lower(), _PLAIN)
+    entry = (b"%s: %s\r\n" % (bname, bvalue), kind, bvalue)
+    if len(bvalue) <= _CACHE_VALUE_MAX:
+        if len(_LINES) >= _CACHE_MAX:
+            _LINES.clear()  # varying values (lengths, ETags) must not crowd out constant ones
+        _LINES[(name, value)] = entry
+    return entry
 
 
 class ResponseFramer:
@@ -69,11 +117,13 @@ class ResponseFramer:
     ) -> None:
         self.chunked = chunked
         self.no_body = no_body
+        #: body bytes still owed under a Content-Length; None when not length-delimited
         self.remaining = remaining
+        #: may the connection serve another request after this response
         self.keep_alive = keep_alive
 
     def body(self, data: bytes) -> bytes:
-        """Frame one piece of the body (``b""`` in, ``b""`` out)."""
+        """Frame one piece of the body (``b""`` in, ``b""`` out: never an early last-chunk)."""
         if not data or self.no_body:
             return b""
         if self.chunked:
@@ -95,6 +145,45 @@ class ResponseFramer:
         return b""
 
 
+def _scan_headers(
+    lines: list[bytes], headers: Iterable[tuple[str | bytes, str | bytes]], status: int
+) -> tuple[int | None, int, bool]:
+    """Append the app's fields to ``lines``: (its Content-Length, fields seen, close asked)."""
+    length: int | None = None
+    seen = 0
+    close = False
+    for name, value in headers:
+        line, kind, bvalue = _header_line(name, value)
+        if kind:
+            if kind == _LENGTH:
+                if not bvalue.isdigit() or length is not None:
+                    raise LocalProtocolError(f"invalid Content-Length {bvalue[:40]!r}")
+                length = int(bvalue)
+            elif kind == _CONNECTION:
+                close = close or b"close" in bvalue.lower()
+                if status != 101:
+                    continue  # we decide the Connection field ourselves
+            elif kind == _DROPPED:
+                continue  # framing is ours to choose; an app's TE would contradict it
+            seen |= 1 << kind
+        lines.append(line)
+    return length, seen, close
+
+
+def _finish_head(
+    lines: list[bytes], seen: int, server_header: bytes, status: int, connection: bytes
+) -> bytes:
+    """Add Date, Server and Connection unless already there, and the blank line; join."""
+    if not seen & (1 << _DATE):
+        lines.append(b"Date: %s\r\n" % DEFAULT_DATES.header_value())
+    if server_header and not seen & (1 << _SERVER):
+        lines.append(b"Server: %s\r\n" % server_header)
+    if connection and status >= 200:
+        lines.append(connection)
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
 def response_head(
     request: Request | None,
     status: int,
@@ -105,34 +194,15 @@ def response_head(
     close: bool = False,
 ) -> tuple[bytes, ResponseFramer]:
     """Validate and serialise a response head; decide the body's framing (module docstring)."""
-    lines = [_status_line(status, reason.encode("latin-1") if reason else None)]
-    length: int | None = None
-    has_date = has_server = False
-    keep_alive = request is not None and request.keep_alive and not close
-    for raw_name, raw_value in headers:
-        name = _as_bytes(raw_name)
-        value = _as_bytes(raw_value)
-        if not name or name.translate(None, _TOKEN_CHARS) or value.translate(None, _VALUE_OK):
-            raise LocalProtocolError(f"invalid response header {name!r}: {value!r}")
-        lower = name.lower()
-        if lower == b"content-length":
-            if not value.isdigit() or length is not None:
-                raise LocalProtocolError(f"invalid Content-Length {value!r}")
-            length = int(value)
-        elif lower == b"date":
-            has_date = True
-        elif lower == b"server":
-            has_server = True
-        elif lower == b"connection":
-            if b"close" in value.lower():
-                keep_alive = False
-            continue  # we decide the Connection header ourselves, below
-        elif lower == b"transfer-encoding":
-            continue  # framing is ours to choose; an app's TE would contradict it
-        lines.append(b"%s: %s\r\n" % (name, value))
-    head_only = request is not None and request.method == "HEAD"
-    no_body = head_only or status < 200 or status in _NO_BODY_STATUS
+    lines = [_status_line(status, reason)]
+    length, seen, app_close = _scan_headers(lines, headers, status)
+    keep_alive = request is not None and request.keep_alive and not (close or app_close)
     http10 = request is None or request.http_version == "1.0"
+    no_body = (
+        status < 200
+        or status in _NO_BODY_STATUS
+        or (request is not None and request.method == "HEAD")
+    )
     chunked = False
     if length is None and not no_body:
         if http10:
@@ -140,22 +210,54 @@ def response_head(
         else:
             chunked = True
             lines.append(b"Transfer-Encoding: chunked\r\n")
-    if not has_date:
-        lines.append(b"Date: %s\r\n" % DEFAULT_DATES.header_value())
-    if not has_server and server_header:
-        lines.append(b"Server: %s\r\n" % server_header)
+    connection = _connection_field(keep_alive, http10)
+    head = _finish_head(lines, seen, server_header, status, connection)
+    return head, ResponseFramer(chunked, no_body, None if no_body else length, keep_alive)
+
+
+def full_response(
+    request: Request | None,
+    status: int,
+    headers: Iterable[tuple[str | bytes, str | bytes]],
+    body: bytes,
+    *,
+    reason: str | None = None,
+    server_header: bytes = b"threadloom",
+    close: bool = False,
+) -> tuple[bytes, bool]:
+    """Head and whole body in one bytes object, and whether to keep the connection.
+
+    The fast path for a body known in full: Content-Length is added when the app gave none
+    (except on 1xx/204/304), no framer is made and nothing is chunked. A HEAD gets the
+    length of ``body`` (or the app's own) but not its bytes. Otherwise an app Content-Length
+    other than ``len(body)`` raises :class:`LocalProtocolError`.
+    """
+    lines = [_status_line(status, reason)]
+    length, seen, app_close = _scan_headers(lines, headers, status)
+    keep_alive = request is not None and request.keep_alive and not (close or app_close)
+    head_only = request is not None and request.method == "HEAD"
+    if status < 200 or status in _NO_BODY_STATUS:
+        body = b""
+    elif length is None:
+        lines.append(b"Content-Length: %d\r\n" % len(body))
+    elif length != len(body) and not head_only:  # HEAD may state the GET's length
+        raise LocalProtocolError(f"Content-Length {length} but a body of {len(body)} bytes")
+    if head_only:
+        body = b""
+    http10 = request is None or request.http_version == "1.0"
+    head = _finish_head(lines, seen, server_header, status, _connection_field(keep_alive, http10))
+    return (head + body if body else head), keep_alive
+
+
+def _connection_field(keep_alive: bool, http10: bool) -> bytes:
     if not keep_alive:
-        lines.append(b"Connection: close\r\n")
-    elif http10:
-        lines.append(b"Connection: keep-alive\r\n")
-    lines.append(b"\r\n")
-    remaining = None if no_body else length
-    return b"".join(lines), ResponseFramer(chunked, no_body, remaining, keep_alive)
+        return b"Connection: close\r\n"
+    return b"Connection: keep-alive\r\n" if http10 else b""
 
 
 def error_response(status: int, message: str = "") -> bytes:
     """A whole small text/plain response that closes the connection (errors, 503 overload)."""
-    text = (message or _REASONS.get(status, b"Error").decode()).encode("latin-1", "replace")
+    text = (message or _REASONS.get(status, b"Error").decode()).encode("utf-8", "replace")
     text += b"\n"
     extra = b"Retry-After: 1\r\n" if status == 503 else b""
     return b"".join(
