@@ -279,3 +279,27 @@ def test_client_that_vanishes_leaves_server_serving(serve: Any) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         sock.close()
     assert get(address)[0] == 200
+
+
+def test_upgrade_request_answered_as_plain_http_keeps_the_connection(serve: Any) -> None:
+    address = serve(apps.echo)
+    with connect(address) as sock:
+        sock.sendall(
+            b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+            b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        buffer = bytearray()
+        assert read_response(sock, buffer).body == b"GET /up?\n"
+        assert read_response(sock, buffer).body == b"GET /after?\n"
+
+
+def head_with_length(environ: Any, start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "1234")])
+    return [] if environ["REQUEST_METHOD"] == "HEAD" else [b"x" * 1234]
+
+
+def test_head_may_state_the_get_length(serve: Any) -> None:
+    with connect(serve(head_with_length)) as sock:
+        sock.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = read_response(sock, bytearray(), head_only=True)
+        assert (response.status, response.headers["content-length"]) == (200, "1234")

@@ -174,6 +174,8 @@ class HTTPSession:
             unread = not request.body.complete or request.body.buffered
             if unread and not body.drain(DRAIN_LIMIT):
                 return Want.CLOSE
+            if self.conn.upgraded and not self._decline_upgrade():
+                return Want.CLOSE
         if self.conn.peer_closed:
             return Want.CLOSE
         self.head_since = None
@@ -200,6 +202,15 @@ class HTTPSession:
 
     def take(self, body: RequestBody, size: int) -> bytes:
         return body.take(size)
+
+    def _decline_upgrade(self) -> bool:
+        """The app answered an Upgrade request as plain HTTP: go on parsing what follows."""
+        try:
+            self.conn.decline_upgrade()
+        except RemoteProtocolError as exc:
+            self._refuse(exc)
+            return False
+        return True
 
     # -- the ResponseSink the WSGI runner writes to -------------------------------------------
 

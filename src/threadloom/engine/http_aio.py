@@ -163,10 +163,16 @@ class HTTPProtocol(asyncio.Protocol):
             self.settings.access_log.write(
                 self.addr, request.method, request.target, request.http_version, status, sent
             )
-        if keep_alive and not request.body.truncated:
-            self._next()
-        else:
+        if not keep_alive or request.body.truncated:
             self.close()
+            return
+        if self.conn.upgraded:  # answered as plain HTTP: parse what follows as HTTP again
+            try:
+                self.conn.decline_upgrade()
+            except RemoteProtocolError as exc:
+                self._refuse(exc)
+                return
+        self._next()
 
     def _wsgi_finished(self, future: asyncio.Future[tuple[Request, Outcome, bool]]) -> None:
         try:

@@ -28,7 +28,13 @@ from typing import IO, Any, BinaryIO, Protocol
 from urllib.parse import unquote_to_bytes
 
 from threadloom.errors import LocalProtocolError
-from threadloom.protocols.http1 import Request, ResponseFramer, error_response, response_head
+from threadloom.protocols.http1 import (
+    Request,
+    ResponseFramer,
+    error_response,
+    full_response,
+    response_head,
+)
 
 log = logging.getLogger("threadloom.app")
 
@@ -167,7 +173,17 @@ def _add_header(env: dict[str, Any], name: bytes, value: bytes) -> None:
 class _Exchange:
     """Per-request response state: start_response, write() and sending the result."""
 
-    __slots__ = ("framer", "headers", "keep_alive", "reason", "request", "sent", "sink", "status")
+    __slots__ = (
+        "framer",
+        "headers",
+        "keep_alive",
+        "keep_alive_whole",
+        "reason",
+        "request",
+        "sent",
+        "sink",
+        "status",
+    )
 
     def __init__(self, request: Request, sink: ResponseSink) -> None:
         self.request = request
@@ -176,6 +192,7 @@ class _Exchange:
         self.reason = ""
         self.headers: list[tuple[str, str]] | None = None
         self.framer: ResponseFramer | None = None
+        self.keep_alive_whole: bool | None = None
         self.sent = 0
         self.keep_alive = request.keep_alive
 
@@ -201,16 +218,22 @@ class _Exchange:
         elif data:
             self._send(self.framer.body(data))
 
-    def _send_head(self, first: bytes, whole: bool = False) -> None:
+    def _send_head(self, first: bytes) -> None:
         if self.headers is None:
             raise LocalProtocolError("the app sent a body before calling start_response")
-        headers: list[tuple[str, str]] = self.headers
-        if whole and not any(n.lower() == "content-length" for n, _ in headers):
-            headers = [*headers, ("Content-Length", str(len(first)))]
         head, self.framer = response_head(
-            self.request, self.status, headers, reason=self.reason or None
+            self.request, self.status, self.headers, reason=self.reason or None
         )
         self._send(head + self.framer.body(first) if first else head)
+
+    def _send_whole(self, body: bytes) -> None:
+        """The common case, a body known in full: one buffer, Content-Length, no framer."""
+        if self.headers is None:
+            raise LocalProtocolError("the app returned before calling start_response")
+        data, self.keep_alive_whole = full_response(
+            self.request, self.status, self.headers, body, reason=self.reason or None
+        )
+        self._send(data)
 
     def _send(self, data: bytes) -> None:
         self.sink.send(data)
@@ -220,17 +243,17 @@ class _Exchange:
         if isinstance(result, FileWrapper) and self._sendfile(result):
             return
         if isinstance(result, list | tuple) and len(result) == 1 and self.framer is None:
-            self._send_head(result[0], whole=True)
-        else:
-            for chunk in result:
-                if self.framer is None:
-                    if chunk:
-                        self._send_head(chunk)
-                elif chunk:
-                    self._send(self.framer.body(chunk))
+            self._send_whole(result[0])
+            return
+        for chunk in result:
+            if self.framer is None:
+                if chunk:
+                    self._send_head(chunk)
+            elif chunk:
+                self._send(self.framer.body(chunk))
         if self.framer is None:
-            self._send_head(b"", whole=True)
-        assert self.framer is not None
+            self._send_whole(b"")
+            return
         tail = self.framer.end()
         if tail:
             self._send(tail)
@@ -263,5 +286,7 @@ class _Exchange:
         return Outcome(self.status, self.sent, False)
 
     def outcome(self) -> Outcome:
+        if self.keep_alive_whole is not None:
+            return Outcome(self.status, self.sent, self.keep_alive and self.keep_alive_whole)
         keep = self.keep_alive and self.framer is not None and self.framer.keep_alive
         return Outcome(self.status, self.sent, keep)

@@ -163,8 +163,9 @@ class PoolModel(ThreadModel):
             self._work.put((fd, sock, session))
             return
         if want is Want.SERVE:
-            log.warning("work queue full (--max-queue %d): refusing a request",
-                        self.config.max_queue)
+            log.warning(
+                "work queue full (--max-queue %d): refusing a request", self.config.max_queue
+            )
             session.overloaded()
         self._close(fd, sock, session)
 
