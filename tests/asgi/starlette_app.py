@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 EVENTS: list[str] = []
 
@@ -53,6 +54,14 @@ async def state(request: Request) -> Response:
     )
 
 
+async def shout(websocket: WebSocket) -> None:
+    """Echo in capitals; what lifespan put in state is there too."""
+    await websocket.accept()
+    await websocket.send_text(websocket.state.greeting)
+    async for text in websocket.iter_text():
+        await websocket.send_text(text.upper())
+
+
 async def boom(request: Request) -> Response:
     raise RuntimeError("starlette route blew up")
 
@@ -64,6 +73,7 @@ app = Starlette(
         Route("/chunks", chunks),
         Route("/state/{name}", state),
         Route("/boom", boom),
+        WebSocketRoute("/shout", shout),
     ],
     lifespan=lifespan,
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.sync.client import connect as connect_ws
 
 from tests.asgi import raw_apps
 from tests.http1.client import closed_after, connect, exchange
@@ -47,6 +48,11 @@ def test_starlette_routes_bodies_streams_and_lifespan() -> None:
             assert client.get("/missing").status_code == 404
             assert client.get("/boom").status_code == 500
             assert client.get("/").status_code == 200
+        host, port = server.addresses[0]
+        with connect_ws(f"ws://{host}:{port}/shout") as ws:
+            assert ws.recv() == "hello from lifespan state"
+            ws.send("quiet please")
+            assert ws.recv() == "QUIET PLEASE"
     assert starlette_app.EVENTS == ["startup", "shutdown"]
 
 
