@@ -1,0 +1,469 @@
+"""``--workers N``: the supervisor process that binds once, forks N workers and keeps them up.
+
+Theory of operation
+-------------------
+The supervisor imports and checks the app exactly as a single-process server does (so a
+broken app fails with the same one line, before anything forks), binds every listener
+once, and forks the workers, which inherit both (:mod:`threadloom.supervisor.worker`). It
+never starts a thread: everything it does happens in one selector loop whose selector data
+are callbacks ``f(mask)``, fed by
+
+* signals, through ``signal.set_wakeup_fd`` (the handlers only record the number);
+* each worker's channel (:mod:`threadloom.supervisor.channel`): ``ready``, ``fatal``,
+  ``recycle``, ``stats``;
+* the ``--metrics-bind`` endpoint (:mod:`threadloom.metrics`), if any;
+* timers: delayed restarts, the end of ``--shutdown-delay``, the kill deadline.
+
+Rules:
+
+* A worker that dies unexpectedly is restarted at once; one that keeps dying young (before
+  it was ready, or within ``EARLY_S``) waits 0.5 s, 1 s, 2 s ... up to 30 s. If workers
+  keep dying before any was ever ready, or a worker reports ``fatal`` (its ASGI lifespan
+  failed, say), the whole server stops with that one line instead of looping.
+* SIGHUP and ``--max-requests`` *replace* workers: the new one is forked first, and the old
+  one gets SIGTERM only once the new one is ready, so capacity never drops.
+* SIGTERM/SIGINT: ``/readyz`` turns 503 at once; after ``--shutdown-delay`` every worker
+  gets SIGTERM and drains within ``--graceful-timeout``; a worker still alive 5 s after
+  that is killed. A second signal sends SIGQUIT (stop now). The supervisor exits only
+  after reaping every worker, and workers die with it even if it is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+import selectors
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from threadloom import __version__
+from threadloom.config import Config
+from threadloom.errors import ConfigError
+from threadloom.metrics import Endpoint, Health, require_prometheus
+from threadloom.net.listeners import Listener, bind, parse_bind
+from threadloom.net.reuseport import reserve
+from threadloom.server import Server
+from threadloom.stats import counters_only, merge, rss_bytes
+from threadloom.supervisor.channel import Channel, Message, channel_pair
+from threadloom.supervisor.worker import die_with_parent, finish_child, run_worker
+
+log = logging.getLogger("threadloom.supervisor")
+
+KILL_GRACE_S = 5.0
+COLLECT_TIMEOUT_S = 1.0
+EARLY_S = 1.0
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 30.0
+MAX_START_FAILURES = 5
+_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+
+
+@dataclass(eq=False)
+class Worker:
+    """The supervisor's record of one worker process."""
+
+    pid: int
+    slot: int
+    channel: Channel
+    started: float
+    replaces: Worker | None = None  # the worker this one takes over from, once ready
+    ready: bool = False
+    retiring: bool = False  # a replacement is on its way
+    stopping: bool = False  # told to stop: its exit is expected
+    fatal: str | None = None
+    listening: bool = True  # its channel is still registered
+    stats: dict[str, Any] = field(default_factory=dict)
+    stats_seq: int = -1
+
+
+class Supervisor:
+    """N worker processes of one server (see the module docstring)."""
+
+    def __init__(self, app: Any, config: Config) -> None:
+        self.app = app
+        self.config = config
+        self.plan: list[Listener | str] = []  # per listener: inherited, or an address to bind
+        self.listeners: list[Listener] = []
+        self.reservations: list[socket.socket] = []
+        self.urls: list[str] = []
+        self.workers: dict[int, Worker] = {}
+        self.pending: list[tuple[float, int, Worker | None]] = []  # (due, slot, replaces)
+        self.failures: dict[int, int] = {}
+        self.start_failures = 0
+        self.restarts = 0
+        self.retired: list[dict[str, Any]] = []  # counters of exited workers, last seen
+        self.signals: list[int] = []
+        self.stop_signals = 0
+        self.stop_at: float | None = None
+        self.kill_at: float | None = None
+        self.draining = False
+        self.fatal: str | None = None
+        self.announced = False
+        self.name = str(app)
+        self.health = Health(lambda: any(w.ready for w in self.workers.values()))
+        self.endpoint: Endpoint | None = None
+        self.selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._previous: dict[int, Any] = {}
+        self._seq = 0
+
+    # -- the whole life ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until stopped; the exit status (ConfigError when a worker cannot serve)."""
+        self.name = Server(self.app, self.config).load().name  # the one-line errors, pre-fork
+        self._bind()
+        try:
+            if self.config.metrics_bind:
+                require_prometheus()
+                self.endpoint = Endpoint(bind(self.config.metrics_bind), self.health, self._collect)
+                self.endpoint.attach(self.selector)
+                log.info("metrics, health and readiness on %s", self.endpoint.url)
+            self._install_signals()
+            for slot in range(self.config.workers):
+                self._spawn(slot)
+            self._loop()
+        finally:
+            self._cleanup()
+        if self.fatal is not None:
+            raise ConfigError(self.fatal)
+        return 1 if self.stop_signals > 1 else 0
+
+    def _bind(self) -> None:
+        try:
+            for address in self.config.bind:
+                if self.config.reuse_port and parse_bind(address).family == "tcp":
+                    sock, text = reserve(address)
+                    self.reservations.append(sock)
+                    self.urls.append(text)
+                    self.plan.append(text)
+                else:
+                    listener = bind(address)
+                    self.listeners.append(listener)
+                    self.urls.append(listener.url)
+                    self.plan.append(listener)
+        except ConfigError:
+            self._close_sockets()
+            raise
+
+    def _loop(self) -> None:
+        while not ((self.draining or self.fatal) and not self.workers):
+            for key, mask in self.selector.select(self._timeout()):
+                key.data(mask)
+            self._reap()
+            self._handle_signals()
+            self._tick(time.monotonic())
+
+    def _timeout(self) -> float | None:
+        now = time.monotonic()
+        times = [due for due, _, _ in self.pending]
+        times += [t for t in (self.stop_at, self.kill_at) if t is not None]
+        if self.endpoint is not None and (client := self.endpoint.sweep(now)) is not None:
+            times.append(now + client)
+        return max(min(times) - now, 0.0) if times else None
+
+    def _tick(self, now: float) -> None:
+        if self.stop_at is not None and now >= self.stop_at:
+            self.stop_at = None
+            self._drain_all(graceful=True)
+        if self.kill_at is not None and now >= self.kill_at:
+            self.kill_at = None
+            for worker in self.workers.values():
+                log.warning("worker %d did not stop within --graceful-timeout: killed", worker.pid)
+                _kill(worker.pid, signal.SIGKILL)
+        due = [p for p in self.pending if p[0] <= now]
+        self.pending = [p for p in self.pending if p[0] > now]
+        for _, slot, old in due:
+            alive = old is not None and old.pid in self.workers and not old.stopping
+            if old is not None and alive:
+                old.retiring = True
+            self._spawn(slot, old if alive else None)
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def _spawn(self, slot: int, replaces: Worker | None = None) -> None:
+        ours, theirs = channel_pair()
+        limit = self.config.max_requests
+        if limit:
+            limit += random.randint(0, self.config.max_requests_jitter)
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                ours.close()
+                self._become_worker(parent)
+                status = run_worker(self.app, self.config, self.plan, theirs, limit)
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
+            finally:
+                finish_child(status)
+        theirs.close()
+        worker = Worker(pid, slot, ours, time.monotonic(), replaces)
+        self.workers[pid] = worker
+        self.selector.register(
+            ours.sock, selectors.EVENT_READ, functools.partial(self._on_message, worker)
+        )
+        log.debug("worker %d started (slot %d)", pid, slot)
+
+    def _become_worker(self, parent: int) -> None:
+        """In the child: drop the supervisor's signals and descriptors, follow its death."""
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        die_with_parent(parent)
+        for worker in self.workers.values():
+            worker.channel.close()
+        if self.endpoint is not None:
+            self.endpoint.abandon()
+        for sock in (*self.reservations, self._wake_r, self._wake_w):
+            sock.close()
+        self.selector.close()
+
+    def _on_message(self, worker: Worker, mask: int) -> bool:
+        """Read and act on what a worker said; False when there was nothing more."""
+        messages = worker.channel.receive() if worker.listening else None
+        if messages is None:
+            self._unlisten(worker)
+            return False
+        for message in messages:
+            self._handle_message(worker, message)
+        return bool(messages)
+
+    def _handle_message(self, worker: Worker, message: Message) -> None:
+        kind = message.get("t")
+        if kind == "ready":
+            self._ready(worker, message)
+        elif kind == "fatal":
+            worker.fatal = str(message.get("error", "a worker could not start"))
+        elif kind == "recycle":
+            log.info("worker %d served its --max-requests: replacing it", worker.pid)
+            self._replace(worker)
+        elif kind == "stats" and message.get("seq") == self._seq:
+            worker.stats = message.get("data") or {}
+            worker.stats_seq = self._seq
+
+    def _ready(self, worker: Worker, message: Message) -> None:
+        worker.ready = True
+        log.info("worker %d ready", worker.pid)
+        old, worker.replaces = worker.replaces, None
+        if old is not None and old.pid in self.workers and not old.stopping:
+            log.info("worker %d replaced by %d: draining it", old.pid, worker.pid)
+            old.stopping = True
+            _kill(old.pid, signal.SIGTERM)
+        serving = sum(1 for w in self.workers.values() if w.ready and not w.stopping)
+        if not self.announced and serving >= self.config.workers:
+            self.announced = True
+            log.info(
+                "threadloom %s serving %s (%s) on %s with %d workers, model %s",
+                __version__,
+                self.name,
+                message.get("service", "app"),
+                ", ".join(self.urls),
+                self.config.workers,
+                message.get("model", self.config.model),
+            )
+
+    def _replace(self, worker: Worker) -> None:
+        if worker.retiring or worker.stopping or self.draining or self.fatal:
+            return
+        worker.retiring = True
+        self._spawn(worker.slot, replaces=worker)
+
+    def _unlisten(self, worker: Worker) -> None:
+        if worker.listening:
+            worker.listening = False
+            self.selector.unregister(worker.channel.sock)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is not None:
+                while self._on_message(worker, selectors.EVENT_READ):
+                    pass  # what it said last (a fatal reason, say) may still be unread
+                worker.channel.close()
+                if worker.stats:
+                    self.retired = [merge([*self.retired, counters_only(worker.stats)])]
+                self._exited(worker, _describe(status))
+
+    def _exited(self, worker: Worker, how: str) -> None:
+        if worker.fatal is not None:
+            self.fatal = self.fatal or worker.fatal
+            self._drain_all(graceful=True)
+            return
+        if worker.stopping or self.draining or self.fatal:
+            log.info("worker %d exited (%s)", worker.pid, how)
+            return
+        self.restarts += 1
+        early = not worker.ready or time.monotonic() - worker.started < EARLY_S
+        failures = self.failures.get(worker.slot, 0) + 1 if early else 0
+        self.failures[worker.slot] = failures
+        if early and not self.announced:
+            self.start_failures += 1
+            if self.start_failures >= MAX_START_FAILURES:
+                self.fatal = f"workers keep exiting before they serve (last: {how}); see above"
+                self._drain_all(graceful=True)
+                return
+        delay = min(BACKOFF_BASE_S * 2 ** (failures - 1), BACKOFF_MAX_S) if failures else 0.0
+        later = f" in {delay:g}s" if delay else ""
+        if worker.retiring:
+            log.warning("worker %d died (%s) while being replaced", worker.pid, how)
+            return
+        log.warning("worker %d died (%s); starting another%s", worker.pid, how, later)
+        old = worker.replaces
+        if old is not None:
+            old.retiring = False  # it keeps serving until a replacement is ready
+        self.pending.append((time.monotonic() + delay, worker.slot, old))
+
+    # -- signals and stopping ------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        for sock in (self._wake_r, self._wake_w):
+            sock.setblocking(False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wake)
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        for sig in _HANDLED:
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signals.append(signum)
+
+    def _drain_wake(self, mask: int) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _handle_signals(self) -> None:
+        signals, self.signals = self.signals, []
+        for signum in signals:
+            if signum == signal.SIGHUP and not (self.draining or self.fatal):
+                current = [w for w in self.workers.values() if w.ready and not w.retiring]
+                log.info("SIGHUP received: replacing %d workers", len(current))
+                for worker in current:
+                    self._replace(worker)
+            elif signum in (signal.SIGTERM, signal.SIGINT):
+                self._stop_signal(signal.Signals(signum).name)
+
+    def _stop_signal(self, name: str) -> None:
+        self.stop_signals += 1
+        self.health.draining = True
+        if self.stop_signals > 1:
+            log.warning("%s received again: stopping now", name)
+            self.stop_at = None
+            self._drain_all(graceful=False)
+            return
+        delay = self.config.shutdown_delay
+        log.info(
+            "%s received: /readyz answers 503; serving %gs more, then draining (up to %gs)",
+            name,
+            delay,
+            self.config.graceful_timeout,
+        )
+        if delay > 0 and not self.draining:
+            self.stop_at = time.monotonic() + delay
+        else:
+            self._drain_all(graceful=True)
+
+    def _drain_all(self, graceful: bool) -> None:
+        """Tell every worker to stop (SIGTERM, or SIGQUIT: at once); refuse new clients."""
+        if not self.draining:
+            self.draining = True
+            self.health.draining = True
+            self.pending.clear()
+            self.kill_at = time.monotonic() + self.config.graceful_timeout + KILL_GRACE_S
+            self._close_sockets()
+        for worker in self.workers.values():
+            if not graceful or not worker.stopping:
+                worker.stopping = True
+                now = signal.SIGQUIT if worker.ready else signal.SIGKILL  # no handler yet
+                _kill(worker.pid, signal.SIGTERM if graceful else now)
+
+    def _close_sockets(self) -> None:
+        """Our copies of the listeners: workers keep theirs until they stop."""
+        for listener in self.listeners:
+            listener.close()
+        for sock in self.reservations:
+            sock.close()
+        self.listeners, self.reservations = [], []
+
+    def _cleanup(self) -> None:
+        for worker in self.workers.values():
+            _kill(worker.pid, signal.SIGKILL)
+        for pid in list(self.workers):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            self.workers.pop(pid).channel.close()
+        if self.endpoint is not None:
+            self.endpoint.close()
+        self._close_sockets()
+        signal.set_wakeup_fd(-1)
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self.selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def _collect(self) -> tuple[dict[str, Any], dict[str, float]]:
+        """Ask every ready worker for its snapshot (1 s at most) and sum them."""
+        self._seq += 1
+        asked = [
+            w
+            for w in self.workers.values()
+            if w.ready and w.listening and w.channel.send({"t": "stats", "seq": self._seq})
+        ]
+        deadline = time.monotonic() + COLLECT_TIMEOUT_S
+        with selectors.DefaultSelector() as waiting:
+            for worker in asked:
+                waiting.register(worker.channel.sock, selectors.EVENT_READ, worker)
+            while waiting.get_map() and (left := deadline - time.monotonic()) > 0:
+                for key, _ in waiting.select(left):
+                    worker = key.data
+                    self._on_message(worker, selectors.EVENT_READ)
+                    if worker.stats_seq == self._seq or not worker.listening:
+                        waiting.unregister(key.fileobj)
+        answered = [w.stats for w in asked if w.stats_seq == self._seq and w.stats]
+        total = merge(answered + self.retired)  # so counters never go down when one exits
+        total["rss_bytes"] += rss_bytes()
+        live = sum(1 for w in self.workers.values() if w.ready)
+        return total, {"worker_restarts": self.restarts, "workers": live}
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        try:
+            return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        except ValueError:
+            return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def run_supervised(app: Any, config: Config) -> int:
+    """Serve ``app`` with ``config.workers`` processes until SIGTERM/SIGINT."""
+    return Supervisor(app, config).run()

@@ -1,0 +1,155 @@
+"""The worker side of ``--workers``: what a forked child does until it exits.
+
+A worker is the supervisor's image after ``fork()``: the app is already imported and the
+listening sockets already bound. It
+
+1. asks the kernel to send it SIGTERM when the supervisor dies (PR_SET_PDEATHSIG), and
+   also stops when its channel reaches end of file, so it is never left an orphan;
+2. runs an ordinary :class:`~threadloom.server.Server` of the chosen model on the inherited
+   sockets (marked *shared*, so stopping never shuts them down for its siblings), or on
+   sockets of its own under ``--reuse-port``;
+3. reports ``ready`` once the model accepts, answers ``stats`` requests from a control
+   thread, and asks to be recycled after its ``--max-requests``;
+4. stops gracefully on SIGTERM and at once on SIGQUIT; SIGINT is ignored, because a
+   terminal's Ctrl-C reaches the supervisor too, and the supervisor decides.
+
+Threads start only here, after the fork: the supervisor never has any.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from threadloom.config import Config
+from threadloom.errors import ConfigError
+from threadloom.net.listeners import Listener, bind
+from threadloom.server import Server
+from threadloom.stats import STATS
+from threadloom.supervisor.channel import Channel
+
+log = logging.getLogger("threadloom.supervisor")
+
+#: A worker that could not start sends ``fatal`` and exits with this status.
+EXIT_FATAL = 3
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel send SIGTERM when the supervisor dies, even by SIGKILL (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the channel's end of file still stops us
+    if os.getppid() != parent_pid:  # it died before prctl took effect
+        os._exit(0)
+
+
+class Budget:
+    """``--max-requests``: asks the supervisor, once, for a replacement when spent."""
+
+    def __init__(self, limit: int, channel: Channel) -> None:
+        self.left = limit
+        self.channel = channel
+        self._lock = threading.Lock()
+
+    def spend(self) -> None:
+        with self._lock:
+            self.left -= 1
+            if self.left != 0:
+                return
+        self.channel.send({"t": "recycle"})
+
+
+def run_worker(
+    app: Any, config: Config, plan: list[Listener | str], channel: Channel, limit: int
+) -> int:
+    """The whole life of a worker; returns its exit status (the caller ``os._exit``\\s)."""
+    try:
+        server = _start(app, config, plan)
+    except ConfigError as exc:
+        channel.send({"t": "fatal", "error": str(exc)})
+        return EXIT_FATAL
+    if limit:
+        STATS.on_request = Budget(limit, channel).spend
+    control = threading.Thread(
+        target=_control, args=(channel, server), name="threadloom-control", daemon=True
+    )
+    control.start()
+    _handle_signals(server)
+    try:
+        server.serve_forever()
+    except ConfigError as exc:  # ASGI lifespan startup failed
+        channel.send({"t": "fatal", "error": str(exc)})
+        return EXIT_FATAL
+    return 0
+
+
+def _start(app: Any, config: Config, plan: list[Listener | str]) -> Server:
+    """Listeners (inherited, or our own under --reuse-port), then the server, quietly."""
+    listeners: list[Listener] = []
+    try:
+        for item in plan:
+            if isinstance(item, str):
+                listeners.append(bind(item, reuse_port=True))
+            else:
+                item.shared = True
+                listeners.append(item)
+    except ConfigError:
+        for listener in listeners:
+            listener.close()
+        raise
+    server = Server(app, config.replace(metrics_bind="", shutdown_delay=0.0, reload=False))
+    server.listeners = listeners
+    # The supervisor announces the server once for every worker; a worker says less.
+    announcer = logging.getLogger("threadloom.server")
+    level = announcer.level
+    announcer.setLevel(logging.WARNING)
+    try:
+        server.start()
+    finally:
+        announcer.setLevel(level)
+    return server
+
+
+def _handle_signals(server: Server) -> None:
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        server.stop(graceful=True)
+
+    def on_quit(signum: int, frame: FrameType | None) -> None:
+        server.stop(graceful=False)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGQUIT, on_quit)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _control(channel: Channel, server: Server) -> None:
+    """Say ``ready`` once the model accepts; answer ``stats``; stop if the supervisor goes."""
+    assert server.model is not None
+    server.model.ready.wait()
+    model, service = server.model.describe(), server.model.service.description
+    channel.send({"t": "ready", "model": model, "service": service, "urls": server.urls})
+    while (messages := channel.receive()) is not None:
+        for message in messages:
+            if message.get("t") == "stats":
+                channel.send({"t": "stats", "seq": message.get("seq"), "data": STATS.snapshot()})
+    log.warning("worker %d: the supervisor is gone; stopping", os.getpid())
+    server.stop(graceful=True)
+
+
+def finish_child(status: int) -> None:
+    """Leave the forked child without running the supervisor's cleanup (never returns)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)

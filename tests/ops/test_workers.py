@@ -1,0 +1,174 @@
+"""``--workers N``: a real supervisor, real worker processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.ops.support import Proc, address, alive, get, pids_answering, terminate, wait_gone
+from threadloom.testing import MODELS
+
+Spawn = Callable[..., Proc]
+
+
+def worker_pids(proc: Proc, count: int) -> list[int]:
+    return [int(proc.expect(r"worker (\d+) ready")[1]) for _ in range(count)]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_workers_serve_and_stop_cleanly(spawn: Spawn, model: str) -> None:
+    proc = spawn("ops_apps:app", "--workers", "2", "--model", model, "--bind", "127.0.0.1:0")
+    pids = worker_pids(proc, 2)
+    where = address(proc.serving())
+    assert pids_answering(where, 2) == set(pids)
+    text = terminate(proc)
+    assert "Traceback" not in text
+    assert not any(alive(pid) for pid in pids)
+
+
+def test_killed_worker_is_replaced_while_requests_succeed(spawn: Spawn) -> None:
+    proc = spawn("ops_apps:app", "--workers", "2", "--bind", "127.0.0.1:0")
+    first, second = worker_pids(proc, 2)
+    where = address(proc.serving())
+    os.kill(first, signal.SIGKILL)
+    for _ in range(20):  # the other worker answers at once; the backlog holds the rest
+        assert get(where)[0] == 200
+    proc.expect(rf"worker {first} died \(killed by SIGKILL\); starting another")
+    (replacement,) = worker_pids(proc, 1)
+    assert pids_answering(where, 2) == {second, replacement}
+    terminate(proc)
+
+
+def hammer(where: object, stop: threading.Event, failures: list[str]) -> None:
+    """Requests back to back until told to stop; any failure is recorded."""
+    while not stop.is_set():
+        try:
+            status, body = get(where)  # type: ignore[arg-type]
+            if status != 200:
+                failures.append(f"{status} {body}")
+        except OSError as exc:
+            failures.append(repr(exc))
+
+
+def test_sighup_replaces_every_worker_without_a_failed_request(spawn: Spawn) -> None:
+    proc = spawn("ops_apps:app", "--workers", "2", "--bind", "127.0.0.1:0")
+    old = set(worker_pids(proc, 2))
+    where = address(proc.serving())
+    stop, failures = threading.Event(), []
+    client = threading.Thread(target=hammer, args=(where, stop, failures))
+    client.start()
+    try:
+        proc.send(signal.SIGHUP)
+        replaced = [proc.expect(r"worker (\d+) replaced by (\d+)") for _ in range(2)]
+    finally:
+        stop.set()
+        client.join()
+    assert {int(m[1]) for m in replaced} == old
+    new = {int(m[2]) for m in replaced}
+    assert not new & old
+    assert all(wait_gone(pid) for pid in old)
+    assert pids_answering(where, 2) == new
+    assert failures == []
+    terminate(proc)
+
+
+@pytest.mark.parametrize("model", ["pool", "asyncio"])
+def test_sigterm_lets_a_slow_request_finish_and_leaves_no_child(spawn: Spawn, model: str) -> None:
+    proc = spawn("ops_apps:app", "--workers", "2", "--model", model, "--bind", "127.0.0.1:0")
+    pids = worker_pids(proc, 2)
+    where = address(proc.serving())
+    result: list[tuple[int, str]] = []
+    client = threading.Thread(target=lambda: result.append(get(where, "/slow?1")))
+    client.start()
+    proc.expect("slow request started")
+    proc.send(signal.SIGTERM)
+    client.join()
+    status, text = proc.finish()
+    assert status == 0, text
+    assert result and result[0][0] == 200, text
+    assert int(result[0][1]) in pids
+    assert not any(alive(pid) for pid in pids)
+
+
+def test_unix_socket_survives_workers_coming_and_going(spawn: Spawn, tmp_path: Path) -> None:
+    path = tmp_path / "tl.sock"
+    proc = spawn("ops_apps:app", "--workers", "2", "--bind", f"unix:{path}")
+    worker_pids(proc, 2)
+    assert proc.serving() == f"unix:{path}"
+    assert get(str(path))[0] == 200
+    proc.send(signal.SIGHUP)  # old workers close their copies: the file must stay
+    for _ in range(2):
+        proc.expect(r"worker \d+ exited")
+    assert get(str(path))[0] == 200
+    terminate(proc)
+    assert not path.exists()
+
+
+def test_max_requests_recycles_with_jitter(spawn: Spawn) -> None:
+    args = ("--workers", "1", "--max-requests", "3", "--max-requests-jitter", "2")
+    proc = spawn("ops_apps:app", *args, "--bind", "127.0.0.1:0")
+    (first,) = worker_pids(proc, 1)
+    where = address(proc.serving())
+    answers = [int(get(where)[1]) for _ in range(5)]  # at most 3 + 2 for the first worker
+    assert set(answers) == {first}
+    proc.expect(rf"worker {first} served its --max-requests: replacing it")
+    (second,) = worker_pids(proc, 1)
+    proc.expect(rf"worker {first} replaced by {second}")
+    assert wait_gone(first)
+    assert int(get(where)[1]) == second
+    terminate(proc)
+
+
+def test_reuse_port_gives_each_worker_its_own_socket(spawn: Spawn) -> None:
+    proc = spawn("ops_apps:app", "--workers", "2", "--reuse-port", "--bind", "127.0.0.1:0")
+    pids = worker_pids(proc, 2)
+    where = address(proc.serving())
+    assert pids_answering(where, 2) == set(pids)  # the kernel spreads connections
+    terminate(proc)
+
+
+def test_workers_die_with_a_killed_supervisor(spawn: Spawn) -> None:
+    proc = spawn("ops_apps:app", "--workers", "2", "--bind", "127.0.0.1:0")
+    pids = worker_pids(proc, 2)
+    proc.serving()
+    proc.send(signal.SIGKILL)
+    proc.finish()
+    assert all(wait_gone(pid) for pid in pids)
+
+
+def test_an_app_that_cannot_import_stops_with_one_line(spawn: Spawn) -> None:
+    proc = spawn("nosuchmodule:app", "--workers", "2")
+    status, text = proc.finish()
+    assert status == 2
+    assert text.splitlines() == [
+        "threadloom: error: cannot import 'nosuchmodule': no module named 'nosuchmodule'"
+    ]
+
+
+def test_a_worker_that_cannot_start_stops_the_server(spawn: Spawn) -> None:
+    args = ("--workers", "2", "--model", "asyncio", "--bind", "127.0.0.1:0")
+    proc = spawn("ops_apps:failing_lifespan", *args)
+    status, text = proc.finish()
+    assert status == 2, text
+    assert text.splitlines()[-1].startswith("threadloom: error: "), text
+    assert "no database" in text.splitlines()[-1]
+    assert "starting another" not in text
+    assert "Traceback" not in text
+
+
+def test_workers_that_keep_dying_back_off_then_stop_the_server(spawn: Spawn) -> None:
+    args = ("--workers", "1", "--model", "asyncio", "--bind", "127.0.0.1:0")
+    proc = spawn("ops_apps:exits_at_start", *args)
+    status, text = proc.finish(timeout=30)
+    assert status == 2, text
+    delays = re.findall(r"died \(exit status 1\); starting another in (\S+)s", text)
+    assert delays == ["0.5", "1", "2", "4"], text
+    assert text.splitlines()[-1] == (
+        "threadloom: error: workers keep exiting before they serve (last: exit status 1); see above"
+    )
