@@ -1,0 +1,35 @@
+"""WebSocket over TLS (wss://) under every model, with the websockets client."""
+
+from __future__ import annotations
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.tls.conftest import TLSFiles
+from tests.tls.test_tls import ALL_LOOPS, model_and_options, tls_options
+from tests.ws import handlers
+from threadloom.testing import running_server, timeout_factor
+
+
+@pytest.mark.parametrize("model", ALL_LOOPS)
+def test_wss_echo(model: str, tls: TLSFiles) -> None:
+    model, options = model_and_options(model, tls, access_log=False)
+    with running_server(handlers.echo, model=model, **options) as server:
+        host, port = server.addresses[0]
+        context = tls.client_context(alpn=False)
+        with connect(f"wss://{host}:{port}/", ssl=context, open_timeout=5 * timeout_factor()) as ws:
+            ws.send("hello")
+            assert ws.recv() == "hello"
+            big = "é" * 100_000  # compressed, fragmented, many TLS records
+            ws.send(big)
+            assert ws.recv() == big
+
+
+def test_wss_asgi_app(tls: TLSFiles) -> None:
+    options = tls_options(tls)
+    with running_server(handlers.asgi_app, model="asyncio", access_log=False, **options) as server:
+        host, port = server.addresses[0]
+        context = tls.client_context(alpn=False)
+        with connect(f"wss://{host}:{port}/", ssl=context, open_timeout=5 * timeout_factor()) as ws:
+            ws.send("hello")
+            assert ws.recv() == "hello"
