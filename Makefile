@@ -6,15 +6,15 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: run test lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "threadloom needs Python >= 3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,fast]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,fast,bench,reload,metrics]'
 	touch $(STAMP)
 
 run: $(STAMP)
-	@echo "threadloom demo: the tutorial's hello handler on 127.0.0.1:8000 (try: printf hi | nc 127.0.0.1 8000)"
+	@echo "threadloom demo: open http://127.0.0.1:8000/ in a browser (the tutorial's TCP hello: printf hi | nc 127.0.0.1 8001)"
 	$(BIN)/threadloom
 
 lint: $(STAMP)

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from typing import Any, NoReturn
 
 from threadloom import __version__
+from threadloom.bench import command as bench_command
 from threadloom.config import Config, env_name, flag_name, from_environ
+from threadloom.demo.runner import run_demo
 from threadloom.errors import ConfigError
 from threadloom.log import configure_logging
+from threadloom.net.activation import activated_binds
+from threadloom.reload import run_reloading
 from threadloom.server import Server, run_with_signals
+from threadloom.supervisor import run_supervised
 
+#: No APP with --reload or --workers: the tutorial's hello alone (the page's chat and figures
+#: live in one process; see threadloom.demo.runner for the demo proper).
 DEMO_APP = "threadloom.demo.hello:handle_client"
 EXIT_USAGE = 2
 
@@ -38,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("app", nargs="?", metavar="APP", help="module:attribute to serve")
     for f in dataclasses.fields(Config):
         _add_option(serve, f)
+    bench = commands.add_parser("bench", help="measure every model on this machine")
+    bench_command.add_arguments(bench)
     return parser
 
 
@@ -71,7 +81,20 @@ def config_from(args: argparse.Namespace) -> Config:
         given = getattr(args, f.name, None)
         if given is not None:
             values[f.name] = tuple(given) if isinstance(given, list) else given
+    if "bind" not in values and (activated := activated_binds()):
+        values["bind"] = activated  # systemd socket activation, when no address is given
     return Config(**values).validated()
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """``threadloom bench``; its mistakes end as one line, like serve's."""
+    try:
+        return bench_command.run(args)
+    except ConfigError as exc:
+        print(f"threadloom: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,10 +103,19 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["serve", *argv]
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench(args)
     try:
         config = config_from(args)
-        configure_logging(config.log_level)
-        server = Server(args.app or DEMO_APP, config)
+        configure_logging(config.log_level, config.log_config, config.access_log_format)
+        if config.reload:
+            return run_reloading(args.app or DEMO_APP, config)
+        if config.workers:
+            return run_supervised(args.app or DEMO_APP, config)
+        if args.app is None:  # the demo: the page on --bind, the tutorial's hello beside it
+            given = args.threads is not None or "THREADLOOM_THREADS" in os.environ
+            return run_demo(config, threads_given=given)
+        server = Server(args.app, config)
         server.start()
     except ConfigError as exc:
         print(f"threadloom: error: {exc}", file=sys.stderr)

@@ -20,6 +20,8 @@ MODELS = ("single", "threads", "pool", "asyncio")
 INTERFACES = ("auto", "raw", "wsgi", "asgi", "websocket")
 LOOPS = ("auto", "asyncio", "uvloop")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+ACCESS_LOG_FORMATS = ("common", "combined", "json")
+CERT_REQS = ("required", "optional")
 DEFAULT_BIND = "127.0.0.1:8000"
 
 
@@ -67,6 +69,25 @@ class Config:
     graceful_timeout: float = setting(
         30.0, "seconds that in-flight work may take to finish on shutdown"
     )
+    workers: int = setting(
+        0, "worker processes under a supervisor that restarts them (0: serve in this process)"
+    )
+    max_requests: int = setting(0, "with --workers: replace a worker after this many requests")
+    max_requests_jitter: int = setting(
+        0, "add 0..N requests at random to --max-requests per worker, so they restart apart"
+    )
+    reuse_port: bool = setting(
+        False, "bind with SO_REUSEPORT; with --workers each worker binds its own socket"
+    )
+    shutdown_delay: float = setting(
+        0.0, "on SIGTERM keep serving this many seconds with /readyz at 503, then drain"
+    )
+    metrics_bind: str = setting(
+        "", "address serving /metrics (Prometheus), /healthz and /readyz (default: none)"
+    )
+    reload: bool = setting(
+        False, "development: restart when a .py file under the current directory changes"
+    )
     log_level: str = setting("info", "logging level", choices=LOG_LEVELS)
     timeout_header: float = setting(
         10.0, "seconds a client may take to send a request head (then 408 and close)"
@@ -77,11 +98,63 @@ class Config:
     timeout_io: float = setting(
         30.0, "seconds a read of a request body or a write of a response may stall"
     )
+    min_body_rate: int = setting(
+        1024,
+        "bytes/s a request body must average once --timeout-io of grace is spent; a slower "
+        "sender is cut off (slow POST) (0: off)",
+    )
+    timeout_request: float = setting(
+        0.0,
+        "seconds a sync app (WSGI) may take before its response starts; then 503, the "
+        "connection closes and the stuck thread is logged, not killed (0: off)",
+    )
     max_header_size: int = setting(
         64 * 1024, "bytes a request line plus headers may take (then 431, or 414 for the URI)"
     )
     max_body_size: int = setting(1024**3, "bytes a request body may take (then 413)")
-    access_log: bool = setting(True, "log each HTTP request in the common log format")
+    access_log: bool = setting(True, "log each HTTP request (see --access-log-format)")
+    access_log_format: str = setting(
+        "common",
+        "access log lines: common, combined (adds referer and user agent) or json (one object "
+        "per line with duration, request id and worker pid)",
+        choices=ACCESS_LOG_FORMATS,
+    )
+    log_config: str = setting(
+        "", "logging set-up file: .json (dictConfig) or .ini/.conf (fileConfig); it then rules"
+    )
+    request_id: bool = setting(
+        False,
+        "give each request an id: a sane X-Request-ID from the client, else a new one; the "
+        "app, the response and json log lines get it",
+    )
+    certfile: str = setting("", "TLS: the certificate chain (PEM); serves HTTPS when set")
+    keyfile: str = setting("", "TLS: the private key (PEM), when it is not in --certfile")
+    ssl_ciphers: str = setting("", "TLS: OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)")
+    ca_certs: str = setting(
+        "", "TLS: CA certificates (PEM) that client certificates must chain to (mutual TLS)"
+    )
+    ssl_cert_reqs: str = setting(
+        "required", "with --ca-certs: must clients present a certificate", choices=CERT_REQS
+    )
+    forwarded_allow_ips: str = setting(
+        "127.0.0.1",
+        "peers trusted to set X-Forwarded-For/-Proto/-Host and to send PROXY headers: "
+        "addresses or networks, comma-separated, or *",
+    )
+    proxy_protocol: bool = setting(
+        False,
+        "every connection starts with a PROXY protocol v1/v2 header (from --forwarded-allow-ips "
+        "peers; others are closed)",
+    )
+    ws_max_size: int = setting(
+        1024 * 1024, "bytes a WebSocket message may take, decompressed (then close 1009)"
+    )
+    ws_ping_interval: float = setting(
+        20.0, "seconds between WebSocket keep-alive pings; a peer silent for two closes (0: off)"
+    )
+    ws_per_message_deflate: bool = setting(
+        True, "offer WebSocket permessage-deflate compression (RFC 7692)"
+    )
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed, validated again."""
@@ -102,11 +175,22 @@ class Config:
             raise ConfigError("--max-connections must be at least 1")
         if self.graceful_timeout < 0:
             raise ConfigError("--graceful-timeout must not be negative")
+        for name in ("workers", "max_requests", "max_requests_jitter", "shutdown_delay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
+        if self.max_requests and not self.workers:
+            raise ConfigError("--max-requests needs --workers: a supervisor replaces the worker")
         for name in ("timeout_header", "timeout_keep_alive", "timeout_io"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        if self.timeout_request < 0 or self.min_body_rate < 0:
+            raise ConfigError("--timeout-request and --min-body-rate must not be negative")
         if self.max_header_size < 1024 or self.max_body_size < 0:
             raise ConfigError("--max-header-size must be at least 1024, --max-body-size >= 0")
+        if self.ws_max_size < 1 or self.ws_ping_interval < 0:
+            raise ConfigError("--ws-max-size must be positive, --ws-ping-interval >= 0")
+        if (self.keyfile or self.ssl_ciphers or self.ca_certs) and not self.certfile:
+            raise ConfigError("--keyfile, --ssl-ciphers and --ca-certs need --certfile")
         if not self.bind:
             raise ConfigError("--bind needs at least one address")
         return self

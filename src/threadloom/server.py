@@ -24,9 +24,11 @@ from threadloom.engine.service import build_service
 from threadloom.errors import ConfigError
 from threadloom.loading import LoadedApp, detect, import_app
 from threadloom.log import configure_logging
+from threadloom.metrics import Operations
 from threadloom.models import model_class
 from threadloom.models.base import Model
 from threadloom.net.listeners import Listener, bind
+from threadloom.net.tls import server_context
 
 log = logging.getLogger("threadloom.server")
 
@@ -40,6 +42,8 @@ class Server:
         self.app = app
         self.listeners: list[Listener] = []
         self.model: Model | None = None
+        #: ``--metrics-bind`` and ``--shutdown-delay`` (made by :meth:`start`).
+        self.ops: Operations | None = None
         self._stop_lock = threading.Lock()
         self._stopped_early: bool | None = None
 
@@ -71,15 +75,21 @@ class Server:
             return
         loaded = self.load()
         try:
-            for address in self.config.bind:
-                self.listeners.append(bind(address))
-            service = build_service(loaded, self.config, self.listeners[0].address)
+            if not self.listeners:  # a supervisor's worker arrives with them bound
+                for address in self.config.bind:
+                    self.listeners.append(bind(address, self.config.reuse_port))
+            tls = server_context(self.config, alpn=loaded.interface != "raw")
+            service = build_service(loaded, self.config, self.listeners[0].address, tls)
+            ops = Operations(
+                self.config, lambda: self.model is not None and self.model.ready.is_set()
+            )
         except ConfigError:
             for listener in self.listeners:
                 listener.close()
             self.listeners.clear()
             raise
         model = model_class(self.config.model)(self.config, service, self.listeners)
+        self.ops = ops
         with self._stop_lock:
             self.model = model
             if self._stopped_early is not None:
@@ -97,9 +107,12 @@ class Server:
         """Serve on the calling thread until :meth:`stop`; drains before returning."""
         self.start()
         assert self.model is not None
+        assert self.ops is not None
         try:
+            self.ops.begin()
             self.model.serve()
         finally:
+            self.ops.close()
             log.info("server stopped")
 
     def stop(self, graceful: bool = True) -> None:
@@ -111,33 +124,64 @@ class Server:
                 return
         model.stop(graceful)
 
+    def drain(self) -> None:
+        """Stop as SIGTERM asks: ``/readyz`` turns 503 at once, the server goes on serving
+        for ``--shutdown-delay`` seconds (so load balancers move away first), then stops
+        gracefully."""
+        if self.ops is None:
+            self.stop()
+        else:
+            self.ops.drain(self.stop)
 
-def run_with_signals(server: Server) -> int:
+
+def run_with_signals(server: Server, *others: Server) -> int:
     """Serve until SIGTERM or SIGINT: the first drains gracefully, a second stops at once.
 
-    Returns the process exit status: 0 after a graceful stop, 1 when a second signal cut the
-    drain short.
+    ``others`` (the demo's second port) serve on threads of their own; signals reach them
+    all, and they stop when ``server`` does. Returns the process exit status: 0 after a
+    graceful stop, 1 when a second signal cut the drain short.
     """
     received: list[int] = []
+    everyone = (server, *others)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
+        # Act on a thread of its own: the interrupted frame on this thread may hold a lock
+        # that stopping takes (under single this thread serves; a WebSocket send holds its
+        # lock while the peer is slow), and waiting for it here would never end.
+        threading.Thread(
+            target=act, args=(signum, len(received)), name="threadloom-signal", daemon=True
+        ).start()
+
+    def act(signum: int, count: int) -> None:
         name = signal.Signals(signum).name
-        if len(received) == 1:
+        if count == 1:
             log.info(
                 "%s received: stopping gracefully (up to %gs); send again to stop now",
                 name,
                 server.config.graceful_timeout,
             )
-            server.stop(graceful=True)
+            for each in everyone:
+                each.drain()
         else:
             log.warning("%s received again: stopping now", name)
-            server.stop(graceful=False)
+            for each in everyone:
+                each.stop(graceful=False)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    threads = [
+        threading.Thread(target=other.serve_forever, name="threadloom-serve", daemon=True)
+        for other in others
+    ]
     try:
+        for thread in threads:
+            thread.start()
         server.serve_forever()
     finally:
+        for other in others:
+            other.stop()
+        for thread in threads:
+            thread.join()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 1 if len(received) > 1 else 0
@@ -152,6 +196,10 @@ def serve(app: Any, **options: Any) -> int:
     if isinstance(options.get("bind"), str):
         options["bind"] = (options["bind"],)
     server = Server(app, **options)
-    configure_logging(server.config.log_level)
+    if server.config.workers or server.config.reload:
+        raise ConfigError("workers and reload need the threadloom command or run_supervised()")
+    configure_logging(
+        server.config.log_level, server.config.log_config, server.config.access_log_format
+    )
     server.start()
     return run_with_signals(server)

@@ -148,8 +148,10 @@ def test_environment_chooses_the_model() -> None:
 
 
 def test_no_app_serves_the_tutorial_hello() -> None:
+    # no APP: the demo; the page on the first --bind, the hello on the second (tests/demo)
     port = free_port()
-    code, _ = run_and_stop(threadloom("--bind", f"127.0.0.1:{port}"), port)
+    proc = threadloom("--bind", f"127.0.0.1:{free_port()}", "--bind", f"127.0.0.1:{port}")
+    code, _ = run_and_stop(proc, port)
     assert code == 0
 
 

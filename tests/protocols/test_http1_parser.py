@@ -204,7 +204,9 @@ def test_paused_with_too_many_pipelined() -> None:
 
 def test_eof_mid_body_truncates() -> None:
     conn = parse(b"POST / HTTP/1.1\r\n" + HOST + b"Content-Length: 10\r\n\r\nabc")
-    conn.receive_data(b"")
+    with pytest.raises(RemoteProtocolError) as caught:  # 400: the body can never complete
+        conn.receive_data(b"")
+    assert caught.value.status == 400
     body = only(conn).body
     assert body.truncated and not body.complete and body.take() == b"abc"
     assert conn.peer_closed

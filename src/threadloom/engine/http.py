@@ -28,16 +28,28 @@ from typing import IO, Any
 from threadloom.config import Config
 from threadloom.engine.accesslog import AccessLog
 from threadloom.engine.body import BodyReader
+from threadloom.engine.request_timeout import Deadline, GuardedSink, Watchdog, report
 from threadloom.engine.session import Want
 from threadloom.engine.sockio import recv_waiting, send_all
+from threadloom.engine.ws import (
+    BlockingWebSocket,
+    WSSettings,
+    handshake,
+    run_sync_handler,
+    upgrade_required,
+)
 from threadloom.errors import RemoteProtocolError
-from threadloom.interfaces.wsgi import WSGIRunner
+from threadloom.interfaces.wsgi import Outcome, WSGIRunner
+from threadloom.protocols.forwarded import TrustedProxies
 from threadloom.protocols.http1 import (
     HTTPLimits,
+    Request,
     RequestBody,
     ServerConnection,
     error_response,
 )
+from threadloom.protocols.websocket import HandshakeError, is_upgrade_request, reject_response
+from threadloom.stats import STATS
 
 log = logging.getLogger("threadloom.http")
 
@@ -47,29 +59,64 @@ DISPATCH_BODY_BYTES = 64 * 1024
 DRAIN_LIMIT = 256 * 1024
 
 
-class ASGIApp:
-    """An ASGI app with what its request scopes share (built by the service)."""
+def body_wait(settings: HTTPSettings, since: float, received: int, now: float) -> float:
+    """Seconds the next wait for request body bytes may take (<= 0: give up now).
 
-    def __init__(self, app: Any, template: dict[str, Any]) -> None:
+    Never more than ``timeout_io`` (a stall), and never past the body's budget: the
+    ``timeout_io`` of grace it began with plus a second per ``min_body_rate`` bytes received
+    since. A sender that dribbles a byte now and then to dodge the stall bound (slow POST)
+    is thus cut off, while any upload faster than the rate never meets the budget.
+    """
+    wait = settings.timeout_io
+    if settings.min_body_rate:
+        wait = min(wait, since + settings.timeout_io + received / settings.min_body_rate - now)
+    return wait
+
+
+class ASGIApp:
+    """An ASGI app with what its request scopes share (built by the service).
+
+    ``proxies`` may speak for the client (X-Forwarded-*); ``request_ids`` gives every
+    request an X-Request-ID (see :mod:`threadloom.interfaces.asgi`).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        template: dict[str, Any],
+        proxies: TrustedProxies | None = None,
+        request_ids: bool = False,
+    ) -> None:
         self.app = app
         self.template = template
+        self.proxies = proxies
+        self.request_ids = request_ids
 
 
 class HTTPSettings:
     """Per-server constants every session shares (limits, timeouts, the app)."""
 
     def __init__(
-        self, config: Config, runner: WSGIRunner | None = None, asgi: ASGIApp | None = None
+        self,
+        config: Config,
+        runner: WSGIRunner | None = None,
+        asgi: ASGIApp | None = None,
+        ws: WSSettings | None = None,
     ) -> None:
         self.runner = runner
         self.asgi = asgi
+        self.ws = ws  # WebSocket: a bare handler, or the limits of an ASGI app's routes
         self.limits = HTTPLimits(
             max_header_size=config.max_header_size, max_body_size=config.max_body_size
         )
         self.timeout_header = config.timeout_header
         self.timeout_keep_alive = config.timeout_keep_alive
         self.timeout_io = config.timeout_io
-        self.access_log = AccessLog(config.access_log)
+        self.min_body_rate = config.min_body_rate
+        #: --timeout-request: thread models share a watchdog thread; asyncio uses loop timers
+        self.timeout_request = config.timeout_request
+        self.watchdog = Watchdog(config.timeout_request) if config.timeout_request else None
+        self.access_log = AccessLog(config.access_log, config.access_log_format)
 
 
 class HTTPSession:
@@ -77,6 +124,8 @@ class HTTPSession:
 
     __slots__ = (
         "addr",
+        "body_of",
+        "body_since",
         "conn",
         "deadline_at",
         "head_since",
@@ -96,6 +145,8 @@ class HTTPSession:
         self.head_since: float | None = None
         self.served = 0
         self.serving = False
+        self.body_of: RequestBody | None = None  # the body whose budget body_since starts
+        self.body_since = 0.0
 
     # -- the engine contract ---------------------------------------------------------------
 
@@ -113,7 +164,7 @@ class HTTPSession:
             body = requests[0].body
             if body.complete or requests[0].expect_continue or body.buffered >= DISPATCH_BODY_BYTES:
                 return Want.SERVE
-            self.deadline_at = time.monotonic() + self.settings.timeout_io
+            self.deadline_at = self._body_deadline(body)
             return Want.READ
         if not data:
             return Want.CLOSE
@@ -138,11 +189,19 @@ class HTTPSession:
         return Want.CLOSE
 
     def overloaded(self) -> None:
+        STATS.request(503, 0.0)
         self._send_quietly(error_response(503))
 
     @property
     def idle(self) -> bool:
-        return not self.serving and not self.conn.requests and not self.conn.head_started
+        # A fresh connection is not idle: its first request is on its way, and closing it
+        # on shutdown would lose it (a worker replaced on SIGHUP must not drop anything).
+        return (
+            self.served > 0
+            and not self.serving
+            and not self.conn.requests
+            and not self.conn.head_started
+        )
 
     def close(self) -> None:
         self.sock.close()
@@ -152,22 +211,34 @@ class HTTPSession:
     def _serve_ready(self) -> Want:
         settings = self.settings
         runner = settings.runner
-        assert runner is not None, "thread models serve WSGI apps only"
         log_access = settings.access_log.active()
         requests = self.conn.requests
         while requests:
             request = requests.popleft()
+            if settings.ws is not None and (runner is None or self._is_websocket(request)):
+                if not self._serve_websocket(request):
+                    return Want.CLOSE
+                continue
+            assert runner is not None, "an HTTP session serves WSGI or WebSocket handlers"
             body = BodyReader(request, self)
-            outcome = runner(request, body, self, self.addr)
+            began = time.perf_counter()
+            if settings.watchdog is None:
+                outcome = runner(request, body, self, self.addr)
+            elif (watched := self._run_watched(settings.watchdog, request, body)) is None:
+                return Want.CLOSE  # --timeout-request answered 503, logged and counted it
+            else:
+                outcome = watched
             self.served += 1
+            elapsed = time.perf_counter() - began
+            STATS.request(outcome.status, elapsed)
             if log_access:
                 settings.access_log.write(
-                    self.addr,
-                    request.method,
-                    request.target,
-                    request.http_version,
+                    request,
+                    outcome.remote or self.addr,
                     outcome.status,
                     outcome.sent,
+                    elapsed,
+                    outcome.request_id,
                 )
             if not outcome.keep_alive or body.failed:
                 return Want.CLOSE
@@ -187,10 +258,75 @@ class HTTPSession:
             self.deadline_at = now + settings.timeout_keep_alive
         return Want.READ
 
+    def _run_watched(
+        self, watchdog: Watchdog, request: Request, body: BodyReader
+    ) -> Outcome | None:
+        """Run the app under ``--timeout-request``; None if the timeout answered instead."""
+        assert self.settings.runner is not None
+        deadline = watchdog.watch(lambda d: self._timed_out(d, request))
+        try:
+            outcome = self.settings.runner(request, body, GuardedSink(self, deadline), self.addr)
+        finally:
+            watchdog.done(deadline)
+        return None if deadline.expired else outcome
+
+    def _timed_out(self, deadline: Deadline, request: Request) -> None:
+        """On the watchdog thread, under the deadline's lock: 503, shut down, log, count."""
+        report(deadline, request, self.addr, "under a thread model")
+        data = error_response(503)
+        STATS.request(503, time.monotonic() - deadline.began)
+        self._send_quietly(data)
+        self._log(request, 503, len(data))
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the app if it waits on the body
+        except OSError:
+            pass
+
+    def _is_websocket(self, request: Request) -> bool:
+        """Whether ``request`` is the WebSocket Upgrade that ended HTTP on this connection."""
+        return not self.conn.requests and self.conn.upgraded and is_upgrade_request(request.headers)
+
+    def _serve_websocket(self, request: Request) -> bool:
+        """Run the bare sync handler on an Upgrade; answer 426 to anything else.
+
+        Returns whether the connection lives on (only after a 426 to a keep-alive request).
+        """
+        ws = self.settings.ws
+        assert ws is not None, "thread models serve WSGI apps or WebSocket handlers only"
+        last = not self.conn.requests
+        if not self._is_websocket(request):
+            data, keep_alive = upgrade_required(request)
+            self.send(data)
+            self._log(request, 426, len(data))
+            if not (keep_alive and request.body.complete and not request.body.buffered):
+                return False
+            return not (last and self.conn.upgraded) or self._decline_upgrade()
+        try:
+            head, core = handshake(request, ws)
+        except HandshakeError as exc:
+            log.info("refused a WebSocket handshake from %s: %s", self.addr, exc)
+            self._send_quietly(reject_response(exc))
+            self._log(request, exc.status, 0)
+            return False
+        self.send(head)
+        self._log(request, 101, 0)
+        websocket = BlockingWebSocket(self.sock, core, request, self.addr, ws)
+        run_sync_handler(ws, websocket, self.conn.trailing_data)
+        return False
+
+    def _log(self, request: Request, status: int, sent: int) -> None:
+        access_log = self.settings.access_log
+        if access_log.active():
+            access_log.write(request, self.addr, status, sent)
+
     def receive_more(self, body: RequestBody) -> bool:
         """Blocking read for ``wsgi.input``: feed one read to the core; False at EOF or error."""
+        wait = self._body_deadline(body) - time.monotonic()
+        if wait <= 0:
+            log.info("request body from %s too slow (--min-body-rate): cut off", self.addr)
+            return False
         try:
-            data = recv_waiting(self.sock, 65536, self.settings.timeout_io)
+            data = recv_waiting(self.sock, 65536, wait)
         except OSError:
             data = b""
         try:
@@ -199,6 +335,13 @@ class HTTPSession:
             log.info("bad request body from %s: %s", self.addr, exc)
             return False
         return bool(data)
+
+    def _body_deadline(self, body: RequestBody) -> float:
+        """When waiting for more of ``body`` must end (see :func:`body_wait`)."""
+        now = time.monotonic()
+        if body is not self.body_of:
+            self.body_of, self.body_since = body, now
+        return now + body_wait(self.settings, self.body_since, body.received, now)
 
     def take(self, body: RequestBody, size: int) -> bytes:
         return body.take(size)
@@ -230,6 +373,7 @@ class HTTPSession:
 
     def _refuse(self, exc: RemoteProtocolError) -> None:
         log.info("refused a request from %s with %d: %s", self.addr, exc.status, exc)
+        STATS.request(exc.status, 0.0)
         self._send_quietly(error_response(exc.status))
 
     def _send_quietly(self, data: bytes) -> None:

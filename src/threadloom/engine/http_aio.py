@@ -28,10 +28,12 @@ from typing import IO, Any, cast
 
 from threadloom.engine.asgi_run import start_eagerly
 from threadloom.engine.body import BodyReader
-from threadloom.engine.http import DRAIN_LIMIT, HTTPSettings
+from threadloom.engine.http import DISPATCH_BODY_BYTES, DRAIN_LIMIT, HTTPSettings, body_wait
+from threadloom.engine.request_timeout import Deadline, report
 from threadloom.engine.session import AsyncRuntime
+from threadloom.engine.ws_aio import ASGIWebSocketCycle, AsyncWebSocket, serve_bare_handler
 from threadloom.errors import LocalProtocolError, RemoteProtocolError
-from threadloom.interfaces.asgi import Message, ResponseState, http_scope
+from threadloom.interfaces.asgi import Message, ResponseState, forward_and_identify, http_scope
 from threadloom.interfaces.wsgi import Outcome
 from threadloom.protocols.http1 import (
     CONTINUE,
@@ -40,9 +42,14 @@ from threadloom.protocols.http1 import (
     ServerConnection,
     error_response,
 )
+from threadloom.protocols.websocket import is_upgrade_request
+from threadloom.stats import STATS
 
 log = logging.getLogger("threadloom.http")
 app_log = logging.getLogger("threadloom.app")
+
+#: Bytes a WSGI thread may have handed to the loop that the loop has not written yet.
+IN_FLIGHT_MAX = 256 * 1024
 
 
 class ClientDisconnected(OSError):
@@ -67,28 +74,46 @@ class HTTPProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.addr: Any = None
         self.busy = False
+        self.began = 0.0  # perf_counter() when the current request went to the app
         self.served = 0
         self.lost = False
         self.lock = threading.Lock()
         self.data_ready = threading.Condition(self.lock)
         self.can_write = threading.Event()  # for WSGI threads
         self.can_write.set()
+        self.in_flight = 0  # bytes WSGI threads queued for the loop, not written yet
+        self.flight_ready = threading.Condition(self.lock)
         self.write_paused = False  # the same fact, cheaper to read on the loop
+        self.stall_timer: asyncio.TimerHandle | None = None  # pause_writing for too long
         self.timer: asyncio.TimerHandle | None = None
         self.deadline: float | None = None
         self.timer_at = 0.0
         self.threads_waiting = 0
         self.reading_paused = False
         self.waiter: asyncio.Future[None] | None = None  # ASGI: more body, drain or disconnect
+        self.ws: AsyncWebSocket | None = None  # after a WebSocket handshake: it gets the bytes
+        # The current request's client as the app saw it and its X-Request-ID, for the log.
+        self.remote: Any = None
+        self.request_id: str | None = None
+        # --timeout-request, while a WSGI app runs on the pool (engine/request_timeout.py)
+        self.request_deadline: Deadline | None = None
+        self.request_timer: asyncio.TimerHandle | None = None
+        self.body_of: RequestBody | None = None  # the body whose budget body_since starts
+        self.body_since = 0.0
 
     # -- asyncio callbacks (loop thread) ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        self.addr = transport.get_extra_info("peername")
+        if self.addr is None:  # else a PROXY header named the client (engine/preface.py)
+            self.addr = transport.get_extra_info("peername")
         self._arm(self.settings.timeout_header)
 
     def data_received(self, data: bytes) -> None:
+        if self.ws is not None:
+            self.ws.feed(data)
+            self._wake()
+            return
         with self.lock:
             try:
                 self.conn.receive_data(data)
@@ -108,14 +133,20 @@ class HTTPProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.data_received(b"")
-        return True  # keep the transport: a response may still be on its way; we close it
+        # Keep the transport: a response may still be on its way; we close it. (TLS has no
+        # half-close: asyncio closes it anyway, and warns when asked not to.)
+        transport = self.transport
+        return transport is not None and transport.get_extra_info("sslcontext") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         with self.lock:
             self.data_ready.notify_all()
+            self.flight_ready.notify_all()
         self.can_write.set()
         self._cancel_timer()
+        if self.ws is not None:
+            self.ws.connection_lost()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -126,11 +157,26 @@ class HTTPProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.write_paused = True
         self.can_write.clear()
+        self.stall_timer = self.loop.call_later(self.settings.timeout_io, self._write_stalled)
+        if self.ws is not None:  # replies to a flood of pings must not grow the buffer
+            self.pause_ws_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
         self.can_write.set()
+        if self.stall_timer is not None:
+            self.stall_timer.cancel()
+            self.stall_timer = None
+        if self.ws is not None:
+            self.ws.writable()
         self._wake()
+
+    def _write_stalled(self) -> None:
+        """The peer read nothing for ``timeout_io`` while we had bytes for it: drop it."""
+        self.stall_timer = None
+        if self.write_paused and not self.lost:
+            log.info("%s stopped reading (--timeout-io): connection dropped", self.addr)
+            self.abort()
 
     # -- dispatch (loop thread) ---------------------------------------------------------------
 
@@ -139,12 +185,24 @@ class HTTPProtocol(asyncio.Protocol):
         if self.lost:
             return
         if self.conn.requests:
+            if self._body_pending(self.conn.requests[0]):
+                return
             self._cancel_timer()
             self.busy = True
+            self.began = time.perf_counter()
             request = self.conn.requests.popleft()
             if self.settings.asgi is not None:
-                ASGICycle(self, request).run()
+                if self.settings.ws is not None and self.is_websocket_upgrade(request):
+                    ASGIWebSocketCycle(self, request).run()
+                else:
+                    ASGICycle(self, request).run()
+            elif self.settings.ws is not None and (
+                self.settings.runner is None or self.is_websocket_upgrade(request)
+            ):
+                serve_bare_handler(self, request)
             else:
+                if self.settings.timeout_request:
+                    self._watch(request)
                 future = asyncio.ensure_future(self.runtime.run_sync(self._run_wsgi, request))
                 future.add_done_callback(self._wsgi_finished)
         elif self.conn.peer_closed:
@@ -155,14 +213,43 @@ class HTTPProtocol(asyncio.Protocol):
             self._arm(self.settings.timeout_keep_alive)
         self._maybe_resume_reading()
 
+    def _body_pending(self, request: Request) -> bool:
+        """WSGI only: wait on the loop for a small body, as thread models do in their I/O
+        thread, so that a slow sender never holds one of the pool's threads (slow POST)."""
+        if self.settings.asgi is not None or self.settings.runner is None:
+            return False
+        body = request.body
+        if body.complete or request.expect_continue or body.buffered >= DISPATCH_BODY_BYTES:
+            return False
+        self._arm(max(self.body_wait(body), 0.0))
+        return True
+
+    def body_wait(self, body: RequestBody) -> float:
+        """Seconds more of ``body`` may be waited for (``engine.http.body_wait``)."""
+        now = time.monotonic()
+        if body is not self.body_of:
+            self.body_of, self.body_since = body, now
+        return body_wait(self.settings, self.body_since, body.received, now)
+
+    async def wait_for_body(self, body: RequestBody) -> bool:
+        """ASGI: wait for more of ``body`` (or any wake-up); False when the sender stalled
+        or dribbled past its budget, as a WSGI read would give up."""
+        wait = self.body_wait(body)
+        if wait > 0:
+            if self.waiter is None or self.waiter.done():
+                self.waiter = self.loop.create_future()
+            done, _ = await asyncio.wait((self.waiter,), timeout=wait)
+            if done:
+                return True
+        log.info("request body from %s stalled or too slow (--min-body-rate): cut off", self.addr)
+        return False
+
     def finished(self, request: Request, status: int, sent: int, keep_alive: bool) -> None:
         """A response is done: log it, then keep the connection or close it."""
         self.busy = False
         self.served += 1
-        if self.settings.access_log.active():
-            self.settings.access_log.write(
-                self.addr, request.method, request.target, request.http_version, status, sent
-            )
+        STATS.request(status, time.perf_counter() - self.began)
+        self.log_access(request, status, sent)
         if not keep_alive or request.body.truncated:
             self.close()
             return
@@ -174,7 +261,36 @@ class HTTPProtocol(asyncio.Protocol):
                 return
         self._next()
 
+    def _watch(self, request: Request) -> None:
+        """``--timeout-request`` for a WSGI app: one loop timer (engine/request_timeout.py)."""
+        deadline = Deadline(self.settings.timeout_request, lambda d: self._timed_out(d, request))
+        self.request_deadline = deadline
+        self.request_timer = self.loop.call_later(self.settings.timeout_request, deadline.expire)
+
+    def _timed_out(self, deadline: Deadline, request: Request) -> None:
+        """On the loop, under the deadline's lock: 503, close, log, count."""
+        report(deadline, request, self.addr, "on the asyncio model's thread pool")
+        data = error_response(503)
+        STATS.request(503, time.monotonic() - deadline.began)
+        self.write(data)
+        self.log_access(request, 503, len(data))
+        self.close()
+
+    def _unwatch(self) -> bool:
+        """The WSGI call returned: stop its clock; True if the timeout answered instead."""
+        deadline, timer = self.request_deadline, self.request_timer
+        if deadline is None or timer is None:
+            return False
+        self.request_deadline = self.request_timer = None
+        timer.cancel()
+        deadline.finish()
+        return deadline.expired
+
     def _wsgi_finished(self, future: asyncio.Future[tuple[Request, Outcome, bool]]) -> None:
+        if self._unwatch():
+            self.busy = False
+            self.close()
+            return
         try:
             request, outcome, body_ok = future.result()
         except Exception:
@@ -182,11 +298,55 @@ class HTTPProtocol(asyncio.Protocol):
             self.busy = False
             self.close()
             return
+        self.remote, self.request_id = outcome.remote, outcome.request_id
         self.finished(request, outcome.status, outcome.sent, outcome.keep_alive and body_ok)
+
+    def log_access(self, request: Request, status: int, sent: int) -> None:
+        if self.settings.access_log.active():
+            self.settings.access_log.write(
+                request,
+                self.remote or self.addr,
+                status,
+                sent,
+                time.perf_counter() - self.began,
+                self.request_id,
+            )
+        self.remote = self.request_id = None
+
+    # -- WebSocket (loop thread; see engine/ws_aio.py) --------------------------------------
+
+    def is_websocket_upgrade(self, request: Request) -> bool:
+        """Whether ``request`` is the Upgrade that ended HTTP on this connection."""
+        return self.conn.upgraded and not self.conn.requests and is_upgrade_request(request.headers)
+
+    def start_websocket(self, websocket: AsyncWebSocket) -> AsyncWebSocket:
+        """The handshake is answered: from now on every byte goes to ``websocket``."""
+        self._cancel_timer()
+        self.ws = websocket
+        early, self.conn.trailing_data = self.conn.trailing_data, b""
+        if early:
+            websocket.feed(early)
+        return websocket
+
+    def pause_ws_reading(self) -> None:
+        if self.transport is not None and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_ws_reading(self) -> None:
+        if self.transport is not None and self.reading_paused and not self.lost:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def wake(self) -> None:
+        """Wake whoever awaits :meth:`wait` (a WebSocket's state changed)."""
+        self._wake()
 
     # -- the WSGI thread's side ---------------------------------------------------------------
 
     def _run_wsgi(self, request: Request) -> tuple[Request, Outcome, bool]:
+        if self.request_deadline is not None:
+            self.request_deadline.thread = threading.get_ident()  # for the stack in the log
         body = BodyReader(request, self)
         assert self.settings.runner is not None
         outcome = self.settings.runner(request, body, self, self.addr)
@@ -201,12 +361,38 @@ class HTTPProtocol(asyncio.Protocol):
     def send(self, data: bytes) -> None:
         if self.lost:
             raise ClientDisconnected("the client went away")
-        if not self.can_write.wait(self.settings.timeout_io):
+        deadline = self.request_deadline
+        if deadline is not None and data is not CONTINUE and not deadline.start_response():
+            raise ClientDisconnected("--timeout-request passed: the client got a 503")
+        if not (self.can_write.wait(self.settings.timeout_io) and self._reserve(len(data))):
+            self.loop.call_soon_threadsafe(self.abort)
             raise TimeoutError("the client stopped reading")
-        self.loop.call_soon_threadsafe(self.write, data)
+        self.loop.call_soon_threadsafe(self._write_reserved, data)
+
+    def _reserve(self, size: int) -> bool:
+        """Wait (``timeout_io`` at most) until the loop has written all but IN_FLIGHT_MAX of
+        what earlier sends queued: else a fast app could queue a whole response on the loop
+        before the transport's ``pause_writing`` reaches it."""
+        with self.lock:
+            if self.in_flight > IN_FLIGHT_MAX:
+                deadline = time.monotonic() + self.settings.timeout_io
+                while self.in_flight > IN_FLIGHT_MAX and not self.lost:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self.flight_ready.wait(left)
+            self.in_flight += size
+        return True
+
+    def _write_reserved(self, data: bytes) -> None:
+        self.write(data)
+        with self.lock:
+            self.in_flight -= len(data)
+            if self.in_flight <= IN_FLIGHT_MAX:
+                self.flight_ready.notify()
 
     def receive_more(self, body: RequestBody) -> bool:
-        deadline = time.monotonic() + self.settings.timeout_io
+        deadline = time.monotonic() + self.body_wait(body)
         with self.lock:
             while not (body.buffered or body.complete or body.truncated or self.lost):
                 remaining = deadline - time.monotonic()
@@ -234,8 +420,40 @@ class HTTPProtocol(asyncio.Protocol):
 
     def close(self) -> None:
         self._cancel_timer()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            if transport.get_write_buffer_size():  # close() waits for a flush: bound it
+                self.loop.call_later(self.settings.timeout_io, self.abort)
+
+    def abort(self) -> None:
+        """Drop the connection and whatever it still buffers: the peer stopped reading."""
+        if self.transport is not None and not self.lost:
+            self.transport.abort()
+
+    def blocked(self) -> bool:
+        """Whether a sender must :meth:`drain` before writing more."""
+        return self.write_paused or self.transport is None or self.transport.is_closing()
+
+    async def drain(self) -> bool:
+        """Wait while writing is paused, ``timeout_io`` at most (then abort): a peer that
+        never reads costs a bounded buffer and a bounded wait. False if the peer is gone."""
+        if self.transport is None or self.transport.is_closing():
+            # writes are dropped now: yield, so that connection_lost can run, and say so;
+            # else a handler sending in a loop would never let the loop run again
+            await asyncio.sleep(0)
+            return False
+        if self.write_paused and not self.lost:
+            deadline = self.loop.time() + self.settings.timeout_io
+            while self.write_paused and not self.lost:
+                left = deadline - self.loop.time()
+                if left <= 0:
+                    self.abort()
+                    return False
+                if self.waiter is None or self.waiter.done():
+                    self.waiter = self.loop.create_future()
+                await asyncio.wait((self.waiter,), timeout=left)
+        return not self.lost
 
     async def wait(self) -> None:
         """ASGI side: sleep until data arrives, writing resumes or the connection is lost."""
@@ -255,6 +473,7 @@ class HTTPProtocol(asyncio.Protocol):
     def _refuse(self, exc: RemoteProtocolError) -> None:
         log.info("refused a request from %s with %d: %s", self.addr, exc.status, exc)
         if not self.busy:
+            STATS.request(exc.status, 0.0)
             self.write(error_response(exc.status))
         self.close()
 
@@ -280,7 +499,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.timer_at = deadline
             self.timer = self.loop.call_at(deadline, self._expire)
             return
-        if self.served == 0 or self.conn.head_started:
+        if self.served == 0 or self.conn.head_started or self.conn.requests:
             self.write(error_response(408))
         self.close()
 
@@ -301,6 +520,10 @@ class ASGICycle:
         asgi = self.proto.settings.asgi
         assert asgi is not None
         scope = http_scope(asgi.template, self.request, self.proto.addr)
+        if asgi.proxies is not None or asgi.request_ids:
+            request_id = forward_and_identify(scope, asgi.proxies, asgi.request_ids)
+            self.response.request_id = self.proto.request_id = request_id
+            self.proto.remote = scope["client"][0] if scope["client"] else None
         start_eagerly(asgi.app(scope, self.receive, self.send), self.app_done)
 
     async def receive(self) -> Message:
@@ -321,7 +544,10 @@ class ASGICycle:
             if self.request.expect_continue and not self.response.started and not self.sent:
                 proto.write(CONTINUE)
                 self.request.expect_continue = False
-            await proto.wait()
+            if not await proto.wait_for_body(body):
+                proto.close()
+                self.body_done = True
+                return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
         proto = self.proto
@@ -335,8 +561,8 @@ class ASGICycle:
             if data:
                 proto.write(data)
                 self.sent += len(data)
-            while proto.write_paused and not proto.lost:
-                await proto.wait()
+            if proto.blocked() and not await proto.drain():
+                raise ClientDisconnected("the client went away or stopped reading")
         else:
             raise LocalProtocolError(f"unexpected ASGI message {kind!r} for an http scope")
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
+import ssl
 from typing import Any
 
 from threadloom.config import Config
 from threadloom.engine.http import ASGIApp, HTTPSession, HTTPSettings
 from threadloom.engine.http_aio import HTTPProtocol
+from threadloom.engine.preface import Preface
 from threadloom.engine.raw import RawService
-from threadloom.engine.session import AsyncRuntime, Service
+from threadloom.engine.session import AsyncRuntime, Service, Session
+from threadloom.engine.ws import WSSettings
 from threadloom.errors import ConfigError
 from threadloom.interfaces.asgi import scope_template
 from threadloom.interfaces.lifespan import Lifespan
+from threadloom.interfaces.websocket import WSGIWithWebSocket
 from threadloom.interfaces.wsgi import WSGIRunner
 from threadloom.loading import LoadedApp
 
@@ -24,13 +29,30 @@ class HTTPService:
     needs_loop = False
     description = "HTTP app"
     settings: HTTPSettings
+    preface: Preface  # PROXY header and TLS handshake, before HTTP
+
+    def session(self, sock: socket.socket, addr: Any) -> Session:
+        """A thread model's session: HTTP, behind PROXY and TLS when configured."""
+        if self.preface.active:
+            return self.preface.session(sock, addr, self._http_session)
+        return HTTPSession(self.settings, sock, addr)
+
+    def _http_session(self, sock: Any, addr: Any) -> HTTPSession:
+        return HTTPSession(self.settings, sock, addr)
 
     async def serve_async(self, sock: socket.socket, addr: Any, runtime: AsyncRuntime) -> None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        transport, _ = await loop.connect_accepted_socket(
-            lambda: HTTPProtocol(self.settings, runtime, loop, done), sock
-        )
+
+        def protocol(client: Any) -> HTTPProtocol:
+            made = HTTPProtocol(self.settings, runtime, loop, done)
+            made.addr = client if client is not addr else None  # None: the transport's peer
+            return made
+
+        opened = await self.preface.connect_async(sock, addr, protocol)
+        if opened is None:
+            return
+        transport = opened[0]
         try:
             await done
         finally:
@@ -42,25 +64,38 @@ class HTTPService:
     async def shutdown(self) -> None:
         """Nothing to do after draining (ASGI overrides this with lifespan)."""
 
+    def going_away(self) -> None:
+        if self.settings.ws is not None:
+            self.settings.ws.going_away()
+
 
 class WSGIService(HTTPService):
     """A WSGI app over HTTP/1.1: blocking sessions, or the asyncio protocol + thread pool."""
 
     description = "WSGI app"
 
-    def __init__(self, loaded: LoadedApp, config: Config, server_address: Any) -> None:
+    def __init__(
+        self, loaded: LoadedApp, config: Config, server_address: Any, preface: Preface
+    ) -> None:
+        self.preface = preface
         name, port = _name_and_port(server_address)
         runner = WSGIRunner(
             loaded.app,
             server_name=name,
             server_port=port,
-            url_scheme="http",
+            url_scheme=preface.scheme,
             multithread=config.model != "single",
+            proxies=preface.proxies,
+            request_ids=config.request_id,
         )
-        self.settings = HTTPSettings(config, runner=runner)
-
-    def session(self, sock: socket.socket, addr: Any) -> HTTPSession:
-        return HTTPSession(self.settings, sock, addr)
+        handler = getattr(loaded.app, "websocket_handler", None)
+        ws = None
+        if isinstance(loaded.app, WSGIWithWebSocket):
+            self.needs_loop = inspect.iscoroutinefunction(handler)
+            if self.needs_loop and config.model != "asyncio":
+                raise ConfigError("an async websocket_handler needs --model asyncio")
+            ws = WSSettings(config, handler, is_async=self.needs_loop)
+        self.settings = HTTPSettings(config, runner=runner, ws=ws)
 
 
 class ASGIService(HTTPService):
@@ -69,12 +104,16 @@ class ASGIService(HTTPService):
     needs_loop = True
     description = "ASGI app"
 
-    def __init__(self, loaded: LoadedApp, config: Config, server_address: Any) -> None:
+    def __init__(
+        self, loaded: LoadedApp, config: Config, server_address: Any, preface: Preface
+    ) -> None:
+        self.preface = preface
         self.lifespan = Lifespan(loaded.app)
-        template = scope_template(server_address, "http", "", self.lifespan.state)
-        self.settings = HTTPSettings(config, asgi=ASGIApp(loaded.app, template))
+        template = scope_template(server_address, preface.scheme, "", self.lifespan.state)
+        asgi = ASGIApp(loaded.app, template, preface.proxies, config.request_id)
+        self.settings = HTTPSettings(config, asgi=asgi, ws=WSSettings(config))
 
-    def session(self, sock: socket.socket, addr: Any) -> HTTPSession:
+    def session(self, sock: socket.socket, addr: Any) -> Session:
         raise ConfigError("ASGI apps run only under --model asyncio")
 
     async def startup(self) -> None:
@@ -84,18 +123,41 @@ class ASGIService(HTTPService):
         await self.lifespan.shutdown()
 
 
+class WebSocketService(HTTPService):
+    """A bare WebSocket handler: sync under any model, async under asyncio."""
+
+    description = "WebSocket handler"
+
+    def __init__(self, loaded: LoadedApp, config: Config, preface: Preface) -> None:
+        self.preface = preface
+        self.needs_loop = loaded.kind == "websocket.async"
+        ws = WSSettings(config, loaded.app, is_async=self.needs_loop)
+        self.settings = HTTPSettings(config, ws=ws)
+
+
 def _name_and_port(server_address: Any) -> tuple[str, str]:
     if isinstance(server_address, tuple):
         return str(server_address[0]), str(server_address[1])
     return "localhost", "0"
 
 
-def build_service(loaded: LoadedApp, config: Config, server_address: Any = None) -> Service:
-    """The service that serves ``loaded`` under ``config``, or ConfigError if none can."""
+def build_service(
+    loaded: LoadedApp,
+    config: Config,
+    server_address: Any = None,
+    tls: ssl.SSLContext | None = None,
+) -> Service:
+    """The service that serves ``loaded`` under ``config``, or ConfigError if none can.
+
+    ``tls`` (built by :mod:`threadloom.net.tls`) makes every connection a TLS one.
+    """
+    preface = Preface(config, tls)
     if loaded.interface == "raw":
-        return RawService(loaded)
+        return RawService(loaded, preface)
     if loaded.interface == "wsgi":
-        return WSGIService(loaded, config, server_address)
+        return WSGIService(loaded, config, server_address, preface)
     if loaded.interface == "asgi":
-        return ASGIService(loaded, config, server_address)
+        return ASGIService(loaded, config, server_address, preface)
+    if loaded.interface == "websocket":
+        return WebSocketService(loaded, config, preface)
     raise ConfigError(f"the {loaded.interface} interface is not available in this version")

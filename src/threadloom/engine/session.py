@@ -117,6 +117,13 @@ class Service(Protocol):
         """Run after the asyncio model has drained (ASGI lifespan)."""
         ...
 
+    def going_away(self) -> None:
+        """The server is stopping: ask long conversations (WebSockets) to end now (1001).
+
+        Thread models call it from the thread that stops them, asyncio from its loop.
+        """
+        ...
+
 
 def run_blocking(session: Session, sock: socket.socket) -> None:
     """Drive one session to the end on the calling thread: the whole pump, blocking."""

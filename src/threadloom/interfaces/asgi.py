@@ -18,6 +18,12 @@ from typing import Any
 from urllib.parse import unquote
 
 from threadloom.errors import LocalProtocolError
+from threadloom.protocols.forwarded import (
+    TrustedProxies,
+    new_request_id,
+    resolve,
+    sane_request_id,
+)
 from threadloom.protocols.http1 import Request, ResponseFramer, response_head
 
 Message = dict[str, Any]
@@ -65,10 +71,12 @@ def http_scope(template: dict[str, Any], request: Request, client: Any) -> dict[
 class ResponseState:
     """Validates and frames one response's messages (see the module docstring)."""
 
-    __slots__ = ("_headers", "complete", "framer", "request", "status")
+    __slots__ = ("_headers", "complete", "framer", "request", "request_id", "status")
 
     def __init__(self, request: Request) -> None:
         self.request = request
+        #: Sent back as X-Request-ID unless the app sets its own (see forward_and_identify).
+        self.request_id: str | None = None
         self.framer: ResponseFramer | None = None
         self.status = 0
         self.complete = False
@@ -104,6 +112,8 @@ class ResponseState:
             headers = self._headers
             if not more and not _has_length(headers):
                 headers = [*headers, (b"content-length", b"%d" % len(data))]
+            if self.request_id is not None and not _has_request_id(headers):
+                headers = [*headers, (b"x-request-id", self.request_id.encode("ascii"))]
             out, self.framer = response_head(self.request, self.status, headers)
         if data:
             out += self.framer.body(bytes(data))
@@ -122,3 +132,80 @@ def _has_length(headers: Any) -> bool:
         if len(name) == 14 and name.lower() == b"content-length":
             return True
     return False
+
+
+def _has_request_id(headers: Any) -> bool:
+    for name, _ in headers:  # noqa: SIM110 - a plain loop: no generator on the hot path
+        if len(name) == 12 and name.lower() == b"x-request-id":
+            return True
+    return False
+
+
+def forward_and_identify(
+    scope: dict[str, Any], proxies: TrustedProxies | None, request_ids: bool
+) -> str | None:
+    """Apply a trusted proxy's X-Forwarded-* to ``scope``; return its request id, if on.
+
+    A trusted peer (see :mod:`threadloom.protocols.forwarded`) sets ``client`` (port 0),
+    ``scheme`` and the ``host`` header. The request id is the client's sane X-Request-ID
+    or a new one, which then appears in ``scope["headers"]`` as ``x-request-id`` (so the app
+    reads it where it reads the client's), and the response carries it back.
+    """
+    client = scope["client"]
+    trusted = proxies is not None and (client is None or proxies.trusts(client[0]))
+    if not (trusted or request_ids):
+        return None
+    xff: list[bytes] = []
+    proto = host = given = None
+    for name, value in scope["headers"]:
+        if not name.startswith(b"x-"):
+            continue
+        if name == b"x-forwarded-for":
+            xff.append(value)
+        elif name == b"x-forwarded-proto":
+            proto = value
+        elif name == b"x-forwarded-host":
+            host = value
+        elif name == b"x-request-id":
+            given = value
+    if trusted and (xff or proto or host):
+        assert proxies is not None
+        _forward(scope, proxies, b",".join(xff) if xff else None, proto, host)
+    return _identify(scope, given) if request_ids else None
+
+
+def _forward(
+    scope: dict[str, Any],
+    proxies: TrustedProxies,
+    xff: bytes | None,
+    proto: bytes | None,
+    host: bytes | None,
+) -> None:
+    client, scheme, new_host = resolve(
+        proxies,
+        None if xff is None else xff.decode("latin-1"),
+        None if proto is None else proto.decode("latin-1"),
+        None if host is None else host.decode("latin-1"),
+    )
+    if client is not None:
+        scope["client"] = (client, 0)
+    if scheme is not None:
+        if scope["type"] == "websocket":
+            scheme = "wss" if scheme == "https" else "ws"
+        scope["scheme"] = scheme
+    if new_host is not None:
+        raw = new_host.encode("ascii")
+        scope["headers"] = [(n, raw if n == b"host" else v) for n, v in scope["headers"]]
+
+
+def _identify(scope: dict[str, Any], given: bytes | None) -> str:
+    if given is not None:
+        text = given.decode("latin-1")
+        if sane_request_id(text):
+            return text
+    request_id = new_request_id()
+    headers = scope["headers"]
+    if given is not None:  # an insane one: the app must not see it beside ours
+        headers = [(n, v) for n, v in headers if n != b"x-request-id"]
+    scope["headers"] = [*headers, (b"x-request-id", request_id.encode("ascii"))]
+    return request_id

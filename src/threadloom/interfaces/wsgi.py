@@ -28,6 +28,12 @@ from typing import IO, Any, BinaryIO, Protocol
 from urllib.parse import unquote_to_bytes
 
 from threadloom.errors import LocalProtocolError
+from threadloom.protocols.forwarded import (
+    TrustedProxies,
+    new_request_id,
+    resolve,
+    sane_request_id,
+)
 from threadloom.protocols.http1 import (
     Request,
     ResponseFramer,
@@ -78,12 +84,15 @@ class FileWrapper:
 class Outcome:
     """What happened to one exchange, for keep-alive decisions and the access log."""
 
-    __slots__ = ("keep_alive", "sent", "status")
+    __slots__ = ("keep_alive", "remote", "request_id", "sent", "status")
 
     def __init__(self, status: int, sent: int, keep_alive: bool) -> None:
         self.status = status
         self.sent = sent
         self.keep_alive = keep_alive
+        #: The client a trusted proxy named (X-Forwarded-For), if any; and the request id.
+        self.remote: str | None = None
+        self.request_id: str | None = None
 
 
 class WSGIRunner:
@@ -98,8 +107,13 @@ class WSGIRunner:
         url_scheme: str,
         multithread: bool,
         multiprocess: bool = False,
+        proxies: TrustedProxies | None = None,
+        request_ids: bool = False,
     ) -> None:
         self.app = app
+        #: Peers whose X-Forwarded-* count; whether requests get an X-Request-ID.
+        self.proxies = proxies
+        self.request_ids = request_ids
         self.template: dict[str, Any] = {
             "SCRIPT_NAME": "",
             "SERVER_NAME": server_name,
@@ -132,9 +146,24 @@ class WSGIRunner:
         return env
 
     def __call__(self, request: Request, body: Any, sink: ResponseSink, client: Any) -> Outcome:
-        """Run the app for one request and send its response through ``sink``."""
-        exchange = _Exchange(request, sink)
+        """Run the app for one request and send its response through ``sink``.
+
+        A trusted proxy's X-Forwarded-For/-Proto/-Host set ``REMOTE_ADDR`` (``REMOTE_PORT``
+        ``0``), ``wsgi.url_scheme`` and ``HTTP_HOST``. With request ids on, the app finds the
+        id in ``HTTP_X_REQUEST_ID`` (the client's when sane, else a new one) and the
+        response carries it as ``X-Request-ID`` unless the app set that header itself.
+        """
         env = self.environ(request, body, client)
+        remote = None
+        if self.proxies is not None and self.proxies.trusts_client(client):
+            remote = _forward(env, self.proxies)
+        request_id = _identify(env) if self.request_ids else None
+        outcome = self._respond(env, _Exchange(request, sink, request_id))
+        outcome.remote = remote
+        outcome.request_id = request_id
+        return outcome
+
+    def _respond(self, env: dict[str, Any], exchange: _Exchange) -> Outcome:
         try:
             result = self.app(env, exchange.start_response)
         except Exception:
@@ -156,6 +185,32 @@ class WSGIRunner:
 
 
 _SPECIAL_HEADERS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+
+
+def _forward(env: dict[str, Any], proxies: TrustedProxies) -> str | None:
+    """Apply a trusted peer's X-Forwarded-* to ``env``; the client it named, if any."""
+    xff = env.get("HTTP_X_FORWARDED_FOR")
+    proto = env.get("HTTP_X_FORWARDED_PROTO")
+    host = env.get("HTTP_X_FORWARDED_HOST")
+    if xff is None and proto is None and host is None:
+        return None
+    client, scheme, new_host = resolve(proxies, xff, proto, host)
+    if client is not None:
+        env["REMOTE_ADDR"], env["REMOTE_PORT"] = client, "0"
+    if scheme is not None:
+        env["wsgi.url_scheme"] = scheme
+    if new_host is not None:
+        env["HTTP_HOST"] = new_host
+    return client
+
+
+def _identify(env: dict[str, Any]) -> str:
+    """The request's id: the client's X-Request-ID when sane, else a new one (in ``env``)."""
+    given = env.get("HTTP_X_REQUEST_ID")
+    if given is not None and sane_request_id(given):
+        return str(given)
+    env["HTTP_X_REQUEST_ID"] = request_id = new_request_id()
+    return request_id
 
 
 def _add_header(env: dict[str, Any], name: bytes, value: bytes) -> None:
@@ -180,14 +235,16 @@ class _Exchange:
         "keep_alive_whole",
         "reason",
         "request",
+        "request_id",
         "sent",
         "sink",
         "status",
     )
 
-    def __init__(self, request: Request, sink: ResponseSink) -> None:
+    def __init__(self, request: Request, sink: ResponseSink, request_id: str | None) -> None:
         self.request = request
         self.sink = sink
+        self.request_id = request_id
         self.status = 0
         self.reason = ""
         self.headers: list[tuple[str, str]] | None = None
@@ -209,6 +266,12 @@ class _Exchange:
         self.status = int(status[:3])
         self.reason = status[4:]
         self.headers = list(headers)
+        if self.request_id is not None:
+            for name, _ in self.headers:
+                if len(name) == 12 and name.lower() == "x-request-id":
+                    break  # the app answers with an id of its own
+            else:
+                self.headers.append(("X-Request-ID", self.request_id))
         return self.write
 
     def write(self, data: bytes) -> None:

@@ -24,6 +24,7 @@ from threadloom.engine.session import Service
 from threadloom.models.base import Model, log
 from threadloom.models.loops import loop_factory
 from threadloom.net.listeners import FD_BACKOFF_S, OUT_OF_FDS, TRANSIENT, Listener
+from threadloom.stats import STATS, Load
 
 T = TypeVar("T")
 
@@ -45,6 +46,10 @@ class AsyncioModel(Model):
         self._tasks: dict[asyncio.Task[None], socket.socket] = {}
         self._slot_free: asyncio.Event | None = None
         self._cap_logged = False
+        self._count_lock = threading.Lock()
+        self._submitted = 0  # sync calls handed to the pool (loop thread only)
+        self._started = 0  # ... that a pool thread has started (under _count_lock)
+        self._busy = 0  # ... that are running now (under _count_lock)
 
     def describe(self) -> str:
         return f"asyncio ({self.loop_name} loop, {self.config.threads} threads for sync code)"
@@ -73,7 +78,22 @@ class AsyncioModel(Model):
     def run_sync(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
         """The :class:`AsyncRuntime` lent to services: run blocking code on our pool."""
         assert self._loop is not None
-        return self._loop.run_in_executor(self._executor, fn, *args)
+        self._submitted += 1
+        return self._loop.run_in_executor(self._executor, self._counted, fn, args)
+
+    def _counted(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        with self._count_lock:
+            self._started += 1
+            self._busy += 1
+        try:
+            return fn(*args)
+        finally:
+            with self._count_lock:
+                self._busy -= 1
+
+    def load(self) -> Load:
+        """The pool's threads, busy ones and calls waiting, for :mod:`threadloom.stats`."""
+        return Load(self.config.threads, self._busy, max(self._submitted - self._started, 0))
 
     async def _main(self) -> None:
         self._stop_event = asyncio.Event()
@@ -93,6 +113,7 @@ class AsyncioModel(Model):
                 listener.close()
             self._executor.shutdown(wait=False, cancel_futures=True)
             raise
+        STATS.add_source(self.load)
         accepting = [asyncio.create_task(self._accept_loop(lst)) for lst in self.listeners]
         self.ready.set()
         try:
@@ -102,9 +123,11 @@ class AsyncioModel(Model):
                 task.cancel()
             for listener in self.listeners:
                 listener.close()
+            self.service.going_away()
             await self._drain()
             await self.service.shutdown()
             self._executor.shutdown(wait=False, cancel_futures=True)
+            STATS.remove_source(self.load)
 
     async def _drain(self) -> None:
         """Give open connections ``graceful_timeout`` (less if forced), then cancel them."""
@@ -158,6 +181,7 @@ class AsyncioModel(Model):
             task = asyncio.create_task(self._serve_connection(sock, addr or listener.url))
             self._tasks[task] = sock
             task.add_done_callback(self._forget)
+            STATS.opened()
 
     async def _serve_connection(self, sock: socket.socket, addr: Any) -> None:
         try:
@@ -169,7 +193,8 @@ class AsyncioModel(Model):
             log.exception("connection from %s failed unexpectedly", addr)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(task, None)
+        if self._tasks.pop(task, None) is not None:
+            STATS.closed()
         assert self._slot_free is not None
         self._slot_free.set()
 

@@ -22,6 +22,7 @@ from threadloom.config import Config
 from threadloom.engine.session import Service, Session
 from threadloom.net.listeners import FD_BACKOFF_S, Listener, OutOfDescriptors, accept
 from threadloom.net.waker import Waker
+from threadloom.stats import STATS, Load
 
 log = logging.getLogger("threadloom.server")
 
@@ -71,16 +72,24 @@ class Connections:
     def add(self, sock: socket.socket, session: Session) -> None:
         with self._lock:
             self._open[sock] = session
+        STATS.opened()
 
     def remove(self, sock: socket.socket) -> None:
         """Forget a closed connection; wakes the accept loop, which may be paused at the cap."""
         with self._lock:
             was_at_cap = len(self._open) >= self.limit
-            self._open.pop(sock, None)
+            known = self._open.pop(sock, None) is not None
             if not self._open:
                 self._empty.notify_all()
+        if known:
+            STATS.closed()
         if was_at_cap or not self._open:
             self._waker.wake()
+
+    def busy(self) -> int:
+        """Connections in the middle of a request (for the threads gauge of ``threads``)."""
+        with self._lock:
+            return sum(1 for session in self._open.values() if not session.idle)
 
     def wait_empty(self) -> None:
         """Block until every connection is gone (the stop watchdog guarantees it ends)."""
@@ -112,6 +121,11 @@ class ThreadModel(Model):
         self.selector = self.make_selector()
         self.selector.register(self.waker.fileno(), selectors.EVENT_READ, None)
         self.gate = AcceptGate(self.selector, listeners, self.connections)
+        STATS.add_source(self.load)
+
+    def load(self) -> Load:
+        """Threads, busy ones and queued work, for :mod:`threadloom.stats` (a thread each)."""
+        return Load(len(self.connections), self.connections.busy(), 0)
 
     def make_selector(self) -> Any:
         """The selector the accept loop waits on (pool swaps in its own epoll)."""
@@ -124,6 +138,7 @@ class ThreadModel(Model):
             if first:
                 for listener in self.listeners:
                     _shutdown_listener(listener)
+                self.service.going_away()
                 if graceful:
                     self._watchdog = threading.Timer(
                         self.config.graceful_timeout, self._force_close
@@ -149,10 +164,13 @@ class ThreadModel(Model):
             self._watchdog.cancel()
         self.selector.close()
         self.waker.close()
+        STATS.remove_source(self.load)
 
 
 def _shutdown_listener(listener: Listener) -> None:
     """Refuse new connections now; the fd stays valid for whichever thread still uses it."""
+    if listener.shared:
+        return  # other workers accept on it: only this process stops (the gate closes it)
     try:
         listener.sock.shutdown(socket.SHUT_RDWR)
     except OSError:

@@ -30,6 +30,7 @@ from threadloom.config import Config
 from threadloom.engine.session import READ_SIZE, Service, Session, Want
 from threadloom.models.base import ThreadModel, log
 from threadloom.net.listeners import Listener
+from threadloom.stats import Load
 
 SWEEP_INTERVAL_S = 0.5
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
@@ -77,6 +78,7 @@ class PoolModel(ThreadModel):
         self._work: queue.SimpleQueue[WorkItem] = queue.SimpleQueue()
         self._parked: set[int] = set()
         self._workers: list[threading.Thread] = []
+        self._busy = [False] * config.threads  # slot n is written by worker n only
         self._next_sweep = 0.0
 
     def make_selector(self) -> Any:
@@ -85,10 +87,13 @@ class PoolModel(ThreadModel):
     def describe(self) -> str:
         return f"pool ({self.config.threads} worker threads + 1 I/O thread)"
 
+    def load(self) -> Load:
+        return Load(self.config.threads, sum(self._busy), self._work.qsize())
+
     def serve(self) -> None:
         for n in range(self.config.threads):
             worker = threading.Thread(
-                target=self._work_loop, daemon=True, name=f"threadloom-worker-{n}"
+                target=self._work_loop, args=(n,), daemon=True, name=f"threadloom-worker-{n}"
             )
             worker.start()
             self._workers.append(worker)
@@ -200,17 +205,20 @@ class PoolModel(ThreadModel):
         finally:
             self.connections.remove(sock)
 
-    def _work_loop(self) -> None:
+    def _work_loop(self, n: int) -> None:
+        busy = self._busy
         while True:
             item = self._work.get()
             if item is None:
                 return
             fd, sock, session = item
+            busy[n] = True
             try:
                 want = session.serve()
             except Exception:
                 log.exception("session failed unexpectedly; connection closed")
                 want = Want.CLOSE
+            busy[n] = False
             if want is Want.READ and not (self.stopping.is_set() and session.idle):
                 self._parked.add(fd)
                 try:

@@ -49,6 +49,10 @@ class Listener:
     def __init__(self, sock: socket.socket, spec: BindSpec) -> None:
         self.sock = sock
         self.spec = spec
+        #: Shared with other processes (a supervisor's workers; an ``fd://`` socket from
+        #: systemd or the reloader): never shut it down, which would stop it listening in
+        #: every process, and never unlink its unix path. Closing only drops our descriptor.
+        self.shared = spec.family == "fd"
         sock.setblocking(False)
 
     @property
@@ -69,7 +73,7 @@ class Listener:
         try:
             self.sock.close()
         finally:
-            if self.spec.family == "unix":
+            if self.spec.family == "unix" and not self.shared:
                 _unlink_socket_file(self.spec.path)
 
 
@@ -99,8 +103,12 @@ def parse_bind(text: str) -> BindSpec:
     return BindSpec("tcp", host=host, port=int(port_text), text=text)
 
 
-def bind(text: str) -> Listener:
-    """Bind and listen on one address, or raise ConfigError saying why not."""
+def bind(text: str, reuse_port: bool = False) -> Listener:
+    """Bind and listen on one address, or raise ConfigError saying why not.
+
+    ``reuse_port`` sets SO_REUSEPORT on TCP sockets, so several processes may each bind the
+    same address and the kernel spreads connections between them.
+    """
     spec = parse_bind(text)
     try:
         if spec.family == "unix":
@@ -108,7 +116,7 @@ def bind(text: str) -> Listener:
         elif spec.family == "fd":
             sock = _adopt_fd(spec.fd)
         else:
-            sock = _bind_tcp(spec.host, spec.port)
+            sock = _bind_tcp(spec.host, spec.port, reuse_port)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if exc.errno == errno.EADDRINUSE:
@@ -117,7 +125,7 @@ def bind(text: str) -> Listener:
     return Listener(sock, spec)
 
 
-def _bind_tcp(host: str, port: int) -> socket.socket:
+def _bind_tcp(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -126,6 +134,8 @@ def _bind_tcp(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)

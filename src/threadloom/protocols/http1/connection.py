@@ -246,9 +246,8 @@ class ServerConnection:
 
     def _end_of_input(self) -> None:
         self._eof = True
-        if self.current is not None:
-            self._body.truncated = True
-            self.current = None
+        if self.current is not None:  # a driver waiting for the rest would wait for ever
+            self._fail(RemoteProtocolError("connection closed in the middle of a request body"))
         if self._head is not None:
             self._head = None
             self._fail(RemoteProtocolError("connection closed in the middle of a request head"))
