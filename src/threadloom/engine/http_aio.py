@@ -98,6 +98,7 @@ class HTTPProtocol(asyncio.Protocol):
         # --timeout-request, while a WSGI app runs on the pool (engine/request_timeout.py)
         self.request_deadline: Deadline | None = None
         self.request_timer: asyncio.TimerHandle | None = None
+        self.head_since: float | None = None  # loop time of the open head's first byte
         self.body_of: RequestBody | None = None  # the body whose budget body_since starts
         self.body_since = 0.0
 
@@ -185,6 +186,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self.lost:
             return
         if self.conn.requests:
+            self.head_since = None
             if self._body_pending(self.conn.requests[0]):
                 return
             self._cancel_timer()
@@ -208,7 +210,12 @@ class HTTPProtocol(asyncio.Protocol):
         elif self.conn.peer_closed:
             self.close()
         elif self.conn.head_started:
-            self._arm(self.settings.timeout_header)
+            # counted from the head's first byte, never pushed back by more bytes: else a
+            # client dribbling a header line now and then would hold the connection (slowloris)
+            now = self.loop.time()
+            if self.head_since is None:
+                self.head_since = now
+            self._arm(max(self.head_since + self.settings.timeout_header - now, 0.0))
         elif self.served:
             self._arm(self.settings.timeout_keep_alive)
         self._maybe_resume_reading()
@@ -568,17 +575,18 @@ class ASGICycle:
 
     def app_done(self, error: BaseException | None) -> None:
         proto, request = self.proto, self.request
-        target = request.target.decode("latin-1")
         if error is not None and not isinstance(error, ClientDisconnected):
             app_log.error(
                 "%s %s: app raised",
                 request.method,
-                target,
+                request.target.decode("latin-1"),
                 exc_info=(type(error), error, error.__traceback__),
             )
         elif not self.response.complete and not proto.lost:
             app_log.error(
-                "%s %s: app returned without completing its response", request.method, target
+                "%s %s: app returned without completing its response",
+                request.method,
+                request.target.decode("latin-1"),
             )
         if self.response.complete:
             proto.finished(request, self.response.status, self.sent, self.response.keep_alive)
