@@ -1,7 +1,9 @@
 """The Autobahn|Testsuite fuzzing client against threadloom's echo handlers.
 
-Every case, compression included: the sync echo under ``threads`` and the async echo under
-``asyncio``. No case may end FAILED or UNIMPLEMENTED (in its behaviour or its closing
+Every case, compression included, between the sync echo under ``threads`` and the async
+echo under ``asyncio`` (see SPLIT: by default the two deflate sections are shared out, the
+rest runs under both; THREADLOOM_AUTOBAHN=all runs all 517 under both). No case may end
+FAILED or UNIMPLEMENTED (in its behaviour or its closing
 behaviour); the sums per result are printed with the test output. The suite is Python 2
 software: it runs under pyenv's 2.7.18, installed with ``pip --target`` into a cache folder
 (`.ci/run` does this once in CI; here the first run does it, in about 30 s).
@@ -32,6 +34,15 @@ from autobahntestsuite import wstest
 wstest.run()
 """
 BAD = {"FAILED", "UNIMPLEMENTED"}
+#: Cases left out per model. Sections 12 and 13 (permessage-deflate, 216 cases) are 99% of
+#: the suite's time because its Python 2 client compresses slowly; CI runs 12 under threads
+#: and 13 under asyncio (the same deflate core serves both drivers), every other case under
+#: both. THREADLOOM_AUTOBAHN=all runs everything under both (about 30 min on 2 busy cores).
+SPLIT = (
+    {"threads": [], "asyncio": []}
+    if os.environ.get("THREADLOOM_AUTOBAHN") == "all"
+    else {"threads": ["13.*"], "asyncio": ["12.*"]}
+)
 PACKAGES = ("autobahntestsuite", "wsaccel")
 
 
@@ -62,7 +73,7 @@ def wstest() -> list[str]:
     The full suite takes minutes (its client is slow Python 2 code), so a local `make test`
     runs it only when asked (THREADLOOM_AUTOBAHN=1); CI (THREADLOOM_REQUIRE_TOOLS=1) always does.
     """
-    if not (REQUIRE_TOOLS or os.environ.get("THREADLOOM_AUTOBAHN") == "1"):
+    if not (REQUIRE_TOOLS or os.environ.get("THREADLOOM_AUTOBAHN") in ("1", "all")):
         pytest.skip("the Autobahn suite takes minutes: set THREADLOOM_AUTOBAHN=1 to run it")
     py2 = python2()
     if not (CACHE / "wsaccel").exists():  # wsaccel: C masking, or the client is the bottleneck
@@ -76,14 +87,16 @@ def wstest() -> list[str]:
     return [py2, str(runner), str(CACHE)]
 
 
-def start_fuzzing(wstest: list[str], workdir: Path, port: int) -> subprocess.Popen[str]:
+def start_fuzzing(
+    wstest: list[str], workdir: Path, port: int, exclude: list[str]
+) -> subprocess.Popen[str]:
     """Start the fuzzing client against ``port``; its report lands in ``workdir/reports``."""
     workdir.mkdir()
     spec = {
         "outdir": str(workdir / "reports"),
         "servers": [{"agent": "threadloom", "url": f"ws://127.0.0.1:{port}"}],
         "cases": ["*"],
-        "exclude-cases": [],
+        "exclude-cases": exclude,
         "exclude-agent-cases": {},
     }
     (workdir / "spec.json").write_text(json.dumps(spec))
@@ -124,13 +137,19 @@ def test_autobahn_fuzzingclient(wstest: list[str], tmp_path: Path) -> None:
     ):
         runs = {
             "sync echo under threads": start_fuzzing(
-                wstest, tmp_path / "threads", sync_server.addresses[0][1]
+                wstest, tmp_path / "threads", sync_server.addresses[0][1], SPLIT["threads"]
             ),
             "async echo under asyncio": start_fuzzing(
-                wstest, tmp_path / "asyncio", async_server.addresses[0][1]
+                wstest, tmp_path / "asyncio", async_server.addresses[0][1], SPLIT["asyncio"]
             ),
         }
-        outputs = {name: run.communicate(timeout=1400)[0] for name, run in runs.items()}
+        try:
+            outputs = {name: run.communicate(timeout=1300)[0] for name, run in runs.items()}
+        finally:
+            for run in runs.values():
+                if run.poll() is None:
+                    run.kill()
+                    run.wait()
     failures = {}
     for (name, run), workdir in zip(runs.items(), ("threads", "asyncio"), strict=True):
         assert run.returncode == 0, outputs[name][-3000:]
