@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -138,11 +139,16 @@ def test_counters_move_with_traffic(model: str) -> None:
         for _ in range(5):
             assert get(where)[0] == 200
         assert get(where, "/missing")[0] == 404
+        ok = 'threadloom_requests_total{status="2xx"}'
         with socket.create_connection(where) as held:  # an open, idle connection
             held.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert held.recv(4096).startswith(b"HTTP/1.1 200")
+            # a request is counted just after its response is sent: wait for the last one
+            deadline = time.monotonic() + 5
             after = scrape(ops)
-        ok = 'threadloom_requests_total{status="2xx"}'
+            while after[ok] - before[ok] < 6 and time.monotonic() < deadline:
+                time.sleep(0.02)
+                after = scrape(ops)
         assert after[ok] - before[ok] == 6
         missing = 'threadloom_requests_total{status="4xx"}'
         assert after[missing] - before[missing] == 1
