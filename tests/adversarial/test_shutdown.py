@@ -42,6 +42,18 @@ def _exits_in_time(server: ServerProcess, grace: float) -> float:
     return time.monotonic() - started
 
 
+def _sigterm_with_websockets_open(
+    server: ServerProcess, model: str, opened: list[socket.socket]
+) -> list[socket.socket]:
+    """Open WebSockets (one under single), SIGTERM, and check each is told 1001."""
+    socks = [wsraw.handshake(server.address) for _ in range(1 if model == "single" else 3)]
+    opened.extend(socks)
+    server.signal(signal.SIGTERM)
+    for sock in socks:
+        assert wsraw.close_code(sock) == 1001
+    return socks
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("model", "handler"), LISTENERS, ids=[f"{m}-{h}" for m, h in LISTENERS])
 def test_sigterm_closes_websockets_with_1001(
@@ -50,11 +62,7 @@ def test_sigterm_closes_websockets_with_1001(
     with ServerProcess(
         f"tests.adversarial.apps:{handler}", model, "--graceful-timeout", str(GRACE)
     ) as server:
-        socks = [wsraw.handshake(server.address) for _ in range(1 if model == "single" else 3)]
-        opened.extend(socks)
-        server.signal(signal.SIGTERM)
-        for sock in socks:
-            assert wsraw.close_code(sock) == 1001
+        for sock in _sigterm_with_websockets_open(server, model, opened):
             sock.sendall(wsraw.frame(0x8, b"\x03\xe9"))  # our Close (1001) completes it
         took = _exits_in_time(server, GRACE)
         assert took < GRACE, f"a clean close handshake still waited {took:.2f}s"
@@ -68,11 +76,7 @@ def test_sigterm_with_peers_that_never_answer_the_close(
     with ServerProcess(
         f"tests.adversarial.apps:{handler}", model, "--graceful-timeout", str(GRACE)
     ) as server:
-        socks = [wsraw.handshake(server.address) for _ in range(1 if model == "single" else 3)]
-        opened.extend(socks)
-        server.signal(signal.SIGTERM)
-        for sock in socks:
-            assert wsraw.close_code(sock) == 1001  # and we never answer it
+        _sigterm_with_websockets_open(server, model, opened)  # and we never answer the close
         _exits_in_time(server, GRACE)
 
 
