@@ -189,17 +189,20 @@ class HTTPProtocol(asyncio.Protocol):
             self.head_since = None
             if self._body_pending(self.conn.requests[0]):
                 return
-            self._cancel_timer()
+            self.deadline = None  # the timer, if armed, will find nothing to do
             self.busy = True
             self.began = time.perf_counter()
             request = self.conn.requests.popleft()
-            if self.settings.asgi is not None:
-                if self.settings.ws is not None and self.is_websocket_upgrade(request):
+            settings = self.settings
+            # only a request with an Upgrade field can be a WebSocket handshake
+            upgrade = request.upgrade is not None and settings.ws is not None
+            if settings.asgi is not None:
+                if upgrade and self.is_websocket_upgrade(request):
                     ASGIWebSocketCycle(self, request).run()
                 else:
                     ASGICycle(self, request).run()
-            elif self.settings.ws is not None and (
-                self.settings.runner is None or self.is_websocket_upgrade(request)
+            elif settings.ws is not None and (
+                settings.runner is None or (upgrade and self.is_websocket_upgrade(request))
             ):
                 serve_bare_handler(self, request)
             else:
@@ -218,7 +221,8 @@ class HTTPProtocol(asyncio.Protocol):
             self._arm(max(self.head_since + self.settings.timeout_header - now, 0.0))
         elif self.served:
             self._arm(self.settings.timeout_keep_alive)
-        self._maybe_resume_reading()
+        if self.reading_paused:
+            self._maybe_resume_reading()
 
     def _body_pending(self, request: Request) -> bool:
         """WSGI only: wait on the loop for a small body, as thread models do in their I/O

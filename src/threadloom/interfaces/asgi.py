@@ -24,7 +24,7 @@ from threadloom.protocols.forwarded import (
     resolve,
     sane_request_id,
 )
-from threadloom.protocols.http1 import Request, ResponseFramer, response_head
+from threadloom.protocols.http1 import Request, ResponseFramer, full_response, response_head
 
 Message = dict[str, Any]
 
@@ -71,24 +71,31 @@ def http_scope(template: dict[str, Any], request: Request, client: Any) -> dict[
 class ResponseState:
     """Validates and frames one response's messages (see the module docstring)."""
 
-    __slots__ = ("_headers", "complete", "framer", "request", "request_id", "status")
+    __slots__ = (
+        "_headers",
+        "_keep_alive",
+        "complete",
+        "framer",
+        "request",
+        "request_id",
+        "started",
+        "status",
+    )
 
     def __init__(self, request: Request) -> None:
         self.request = request
         #: Sent back as X-Request-ID unless the app sets its own (see forward_and_identify).
         self.request_id: str | None = None
-        self.framer: ResponseFramer | None = None
+        self.framer: ResponseFramer | None = None  # only for a response in several pieces
         self.status = 0
+        self.started = False  # the head has been handed to the engine
         self.complete = False
+        self._keep_alive = False
         self._headers: Any = ()
-
-    @property
-    def started(self) -> bool:
-        return self.framer is not None
 
     def start(self, message: Message) -> bytes:
         """``http.response.start``: returns the head, unless the first body can join it."""
-        if self.framer is not None or self.status:
+        if self.status:
             raise LocalProtocolError("http.response.start sent twice")
         status = message.get("status")
         if not isinstance(status, int) or not 100 <= status <= 999:
@@ -98,7 +105,11 @@ class ResponseState:
         return b""
 
     def body(self, message: Message) -> bytes:
-        """``http.response.body``: the bytes to write (head included the first time)."""
+        """``http.response.body``: the bytes to write (head included the first time).
+
+        A response whose first body message is also its last (the common case) is framed in
+        one call with no framer; its Content-Length, if the app gave one, must then match.
+        """
         if not self.status:
             raise LocalProtocolError("http.response.body sent before http.response.start")
         if self.complete:
@@ -107,31 +118,28 @@ class ResponseState:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise LocalProtocolError("http.response.body needs bytes")
         more = bool(message.get("more_body", False))
+        headers = self._headers
+        if not self.started and self.request_id is not None and not _has_request_id(headers):
+            headers = [*headers, (b"x-request-id", self.request_id.encode("ascii"))]
+        if not (more or self.started):
+            out, self._keep_alive = full_response(self.request, self.status, headers, bytes(data))
+            self.started = self.complete = True
+            return out
         out = b""
-        if self.framer is None:
-            headers = self._headers
-            if not more and not _has_length(headers):
-                headers = [*headers, (b"content-length", b"%d" % len(data))]
-            if self.request_id is not None and not _has_request_id(headers):
-                headers = [*headers, (b"x-request-id", self.request_id.encode("ascii"))]
+        if self.framer is None:  # the first of several pieces
             out, self.framer = response_head(self.request, self.status, headers)
+            self.started = True
         if data:
             out += self.framer.body(bytes(data))
         if not more:
             self.complete = True
             out += self.framer.end()
+            self._keep_alive = self.framer.keep_alive
         return out
 
     @property
     def keep_alive(self) -> bool:
-        return self.complete and self.framer is not None and self.framer.keep_alive
-
-
-def _has_length(headers: Any) -> bool:
-    for name, _ in headers:  # noqa: SIM110 - a plain loop: no generator on the hot path
-        if len(name) == 14 and name.lower() == b"content-length":
-            return True
-    return False
+        return self.complete and self._keep_alive
 
 
 def _has_request_id(headers: Any) -> bool:

@@ -59,7 +59,8 @@ import httptools
 
 from threadloom.errors import RemoteProtocolError
 from threadloom.protocols.http1.limits import HTTPLimits
-from threadloom.protocols.http1.request import Request, RequestBody
+from threadloom.protocols.http1.request import Request, RequestBody, parsed_request
+from threadloom.protocols.http1.speedups import parse_request
 
 #: Trailer fields that could change how the message is framed, routed or handled (RFC 9110
 #: 6.5.1); llhttp itself only refuses Content-Length and Transfer-Encoding there.
@@ -174,10 +175,35 @@ class ServerConnection:
             raise self._error
         if self._upgraded or self._closed or not data:
             self._outside_http(data)
+        elif self._head is None and self.current is None and parse_request is not None:
+            self._receive_fast(data)
         elif len(data) <= self._max_head:
             self._feed(data)
         else:
             self._feed_slices(data)
+
+    def _receive_fast(self, data: bytes) -> None:
+        """Between messages: clean, complete requests are parsed in C (``_speedups.c``);
+        from the first byte it declines on, llhttp takes over, at a message boundary."""
+        assert parse_request is not None
+        pos = 0
+        while True:
+            parsed = parse_request(data, pos, self._max_head, self._max_headers, self._max_body)
+            if parsed is None:
+                break
+            request = parsed_request(*parsed[:9])
+            self.requests.append(request)
+            pos = parsed[9]
+            if not request.keep_alive:
+                self._closed = True  # what follows will never be answered
+                return
+            if pos == len(data):
+                return
+        rest = data[pos:] if pos else data
+        if len(rest) <= self._max_head:
+            self._feed(rest)
+        else:
+            self._feed_slices(rest)
 
     def _feed_slices(self, data: bytes) -> None:
         """Feed a big read in slices so that an open head is measured every max_header_size."""

@@ -108,6 +108,35 @@ class Request:
         return f"<Request {self.method} {self.target!r} HTTP/{self.http_version}>"
 
 
+def parsed_request(
+    method: str,
+    target: bytes,
+    path: bytes,
+    query: bytes,
+    http_version: str,
+    headers: list[tuple[bytes, bytes]],
+    keep_alive: bool,
+    content_length: int | None,
+    body: bytes,
+) -> Request:
+    """A request the C fast path parsed whole, body included (``_speedups.parse_request``)."""
+    request = Request()
+    request.method = method
+    request.target = target
+    request.path = path
+    request.query = query
+    request.http_version = http_version
+    request.headers = headers
+    request.keep_alive = keep_alive
+    request.content_length = content_length
+    received = request.body
+    if body:
+        received.chunks.append(body)
+        received.buffered = received.received = len(body)
+    received.complete = True
+    return request
+
+
 def _origin_form(target: bytes) -> bytes:
     """The path-and-query of an absolute-form target (RFC 9112 3.2.2), without a fragment.
 

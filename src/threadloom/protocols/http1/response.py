@@ -38,6 +38,7 @@ from http import HTTPStatus
 from threadloom.errors import LocalProtocolError
 from threadloom.protocols.http1.dates import DEFAULT_DATES
 from threadloom.protocols.http1.request import Request
+from threadloom.protocols.http1.speedups import scan_headers
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -149,6 +150,11 @@ def _scan_headers(
     lines: list[bytes], headers: Iterable[tuple[str | bytes, str | bytes]], status: int
 ) -> tuple[int | None, int, bool]:
     """Append the app's fields to ``lines``: (its Content-Length, fields seen, close asked)."""
+    if scan_headers is not None:
+        scanned = scan_headers(headers)  # the C fast path; None: it leaves the case to us
+        if scanned is not None:
+            lines.append(scanned[0])
+            return scanned[1], scanned[2], False
     length: int | None = None
     seen = 0
     close = False

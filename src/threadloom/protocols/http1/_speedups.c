@@ -1,0 +1,457 @@
+/*
+ * threadloom.protocols.http1._speedups: the common case of the HTTP/1.1 hot path, in C.
+ *
+ * Why: a hello-world request spends about a third of its Python time in llhttp's five
+ * callbacks and in checking and joining the response's header fields. Both have a common
+ * case that is simple to recognise: a short, clean request head, and a list of plain
+ * (name, value) pairs.
+ *
+ * The rule that keeps this safe: every function here either handles the input *exactly* as
+ * the Python code would, or returns None, and the caller then runs the Python code (which
+ * also produces every error message). Nothing here raises for bad input and nothing here
+ * refuses a request: a doubt is a None. Accepting less than the Python path is therefore
+ * always correct; tests/protocols/test_speedups.py checks that what is accepted is handled
+ * the same, on the corpus and on generated requests.
+ *
+ * Built as an optional extension (setup.py): when it is missing, or THREADLOOM_PURE_PYTHON=1,
+ * the pure-Python path runs alone.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* RFC 9110 tchar: field names and methods. */
+static unsigned char is_tchar[256];
+/* Request-target bytes we accept on the fast path: RFC 3986 pchar, "/" and "?" (no "#",
+   no bytes llhttp might judge differently). */
+static unsigned char is_target[256];
+/* Field value bytes on the request side: HTAB, SP and VCHAR (no obs-text: fall back). */
+static unsigned char is_req_value[256];
+/* Field value bytes the response side allows (as response.py's _VALUE_OK): HTAB, SP,
+   VCHAR and obs-text; never CR, LF, NUL, other controls or DEL. */
+static unsigned char is_resp_value[256];
+
+static void
+init_tables(void)
+{
+    const char *tchar_extra = "!#$%&'*+-.^_`|~";
+    const char *target_extra = "-._~!$&'()*+,;=:@%/?";
+    for (int c = 0; c < 256; c++) {
+        int alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        is_tchar[c] = alnum || (c && strchr(tchar_extra, c) != NULL);
+        is_target[c] = alnum || (c && strchr(target_extra, c) != NULL);
+        is_req_value[c] = c == '\t' || (c >= 0x20 && c <= 0x7e);
+        is_resp_value[c] = c == '\t' || (c >= 0x20 && c != 0x7f);
+    }
+}
+
+/* Case-insensitive compare of `name` (length n) with a lower-case literal. */
+static int
+name_is(const unsigned char *name, Py_ssize_t n, const char *lower)
+{
+    Py_ssize_t len = (Py_ssize_t)strlen(lower);
+    if (n != len)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = name[i];
+        if (c >= 'A' && c <= 'Z')
+            c += 32;
+        if (c != (unsigned char)lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* Parse ASCII digits (1..18 of them) into *out; 0 if anything else. */
+static int
+parse_length(const unsigned char *p, Py_ssize_t n, long long *out)
+{
+    if (n < 1 || n > 18)
+        return 0;
+    long long v = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* A new bytes object holding `name` lower-cased. Never lower-case the result of
+   PyBytes_FromStringAndSize(name, 1) in place: one-byte bytes objects are shared singletons,
+   and changing b"U" there changes it for the whole process. */
+static PyObject *
+lower_bytes(const unsigned char *name, Py_ssize_t n)
+{
+    if (n == 1) {
+        char c = (char)name[0];
+        if (c >= 'A' && c <= 'Z')
+            c += 32;
+        return PyBytes_FromStringAndSize(&c, 1);
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (out == NULL)
+        return NULL;
+    char *lower = PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = (char)name[i];
+        lower[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    return out;
+}
+
+static const char *const METHODS[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH",
+                                      NULL};
+static PyObject *method_names[8]; /* interned str for each of METHODS */
+static PyObject *version_10, *version_11;
+
+/*
+ * parse_request(data, pos, max_head, max_headers, max_body)
+ *
+ * One complete, clean request starting at data[pos], with its whole body if it has one:
+ * (method, target, path, query, version, headers, keep_alive, content_length, body, end)
+ * where headers is a list of (lower-cased name, OWS-stripped value) in the peer's order,
+ * content_length is None when absent, body is b"" when there is none, and end is the index
+ * just after the request. None for anything else (see the top of this file).
+ */
+static PyObject *
+parse_request(PyObject *self, PyObject *args)
+{
+    Py_buffer buf;
+    Py_ssize_t pos, max_head, max_headers;
+    long long max_body;
+    if (!PyArg_ParseTuple(args, "y*nnnL", &buf, &pos, &max_head, &max_headers, &max_body))
+        return NULL;
+    const unsigned char *data = (const unsigned char *)buf.buf;
+    Py_ssize_t size = buf.len;
+    PyObject *result = NULL, *headers = NULL;
+    if (pos < 0 || pos >= size)
+        goto fallback;
+    const unsigned char *p = data + pos;
+    const unsigned char *end = data + (size - pos > max_head ? pos + max_head : size);
+
+    /* request-line: METHOD SP origin-form SP HTTP/1.x CRLF */
+    int method = -1;
+    for (int m = 0; METHODS[m]; m++) {
+        size_t n = strlen(METHODS[m]);
+        if ((size_t)(end - p) > n && memcmp(p, METHODS[m], n) == 0 && p[n] == ' ') {
+            method = m;
+            p += n + 1;
+            break;
+        }
+    }
+    if (method < 0 || p >= end || *p != '/')
+        goto fallback;
+    const unsigned char *target = p, *question = NULL;
+    while (p < end && is_target[*p]) {
+        if (*p == '?' && question == NULL)
+            question = p;
+        p++;
+    }
+    Py_ssize_t target_len = p - target;
+    if (end - p < 11 || memcmp(p, " HTTP/1.", 8) != 0 || (p[8] != '0' && p[8] != '1') ||
+        p[9] != '\r' || p[10] != '\n')
+        goto fallback;
+    int v11 = p[8] == '1';
+    p += 11;
+
+    /* header fields, counted as connection.py's on_header counts them */
+    headers = PyList_New(0);
+    if (headers == NULL)
+        goto error;
+    Py_ssize_t counted = target_len;
+    int host_seen = 0, close = 0, keep_alive_token = 0, connection_seen = 0;
+    long long content_length = -1;
+    for (;;) {
+        if (end - p < 2)
+            goto fallback;
+        if (p[0] == '\r') {
+            if (p[1] != '\n')
+                goto fallback;
+            p += 2;
+            break;
+        }
+        const unsigned char *name = p;
+        while (p < end && is_tchar[*p])
+            p++;
+        Py_ssize_t name_len = p - name;
+        if (name_len == 0 || p >= end || *p != ':')
+            goto fallback; /* obs-fold, space before the colon, a bad name: Python decides */
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        const unsigned char *value = p;
+        while (p < end && is_req_value[*p])
+            p++;
+        if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
+            goto fallback;
+        const unsigned char *value_end = p;
+        while (value_end > value && (value_end[-1] == ' ' || value_end[-1] == '\t'))
+            value_end--;
+        Py_ssize_t value_len = value_end - value;
+        p += 2;
+        counted += name_len + value_len + 4;
+        if (counted > max_head || PyList_GET_SIZE(headers) >= max_headers)
+            goto fallback;
+
+        switch (name_len) {
+        case 4:
+            if (name_is(name, name_len, "host")) {
+                if (host_seen)
+                    goto fallback;
+                host_seen = 1;
+            }
+            break;
+        case 6:
+            if (name_is(name, name_len, "expect"))
+                goto fallback;
+            break;
+        case 7:
+            if (name_is(name, name_len, "upgrade"))
+                goto fallback;
+            break;
+        case 10:
+            if (name_is(name, name_len, "connection")) {
+                if (connection_seen)
+                    goto fallback;
+                connection_seen = 1;
+                if (name_is(value, value_len, "close"))
+                    close = 1;
+                else if (name_is(value, value_len, "keep-alive"))
+                    keep_alive_token = 1;
+                else
+                    goto fallback;
+            }
+            break;
+        case 14:
+            if (name_is(name, name_len, "content-length")) {
+                if (content_length >= 0 || !parse_length(value, value_len, &content_length) ||
+                    content_length > max_body)
+                    goto fallback;
+            }
+            break;
+        case 17:
+            if (name_is(name, name_len, "transfer-encoding"))
+                goto fallback;
+            break;
+        }
+
+        PyObject *pname = lower_bytes(name, name_len);
+        if (pname == NULL)
+            goto error;
+        PyObject *pvalue = PyBytes_FromStringAndSize((const char *)value, value_len);
+        if (pvalue == NULL) {
+            Py_DECREF(pname);
+            goto error;
+        }
+        PyObject *pair = PyTuple_Pack(2, pname, pvalue);
+        Py_DECREF(pname);
+        Py_DECREF(pvalue);
+        if (pair == NULL)
+            goto error;
+        int failed = PyList_Append(headers, pair);
+        Py_DECREF(pair);
+        if (failed)
+            goto error;
+    }
+    if (v11 && !host_seen)
+        goto fallback; /* a 400, said by the Python path */
+
+    Py_ssize_t body_start = p - data;
+    Py_ssize_t body_len = content_length > 0 ? (Py_ssize_t)content_length : 0;
+    if (size - body_start < body_len)
+        goto fallback; /* the body is not all here: llhttp streams it */
+    int keep_alive = v11 ? !close : (keep_alive_token && !close);
+
+    PyObject *path_query[2];
+    const unsigned char *path_end = question ? question : target + target_len;
+    path_query[0] = PyBytes_FromStringAndSize((const char *)target, path_end - target);
+    path_query[1] = question ? PyBytes_FromStringAndSize((const char *)question + 1,
+                                                         target + target_len - question - 1)
+                             : PyBytes_FromStringAndSize(NULL, 0);
+    PyObject *target_obj = PyBytes_FromStringAndSize((const char *)target, target_len);
+    PyObject *body = PyBytes_FromStringAndSize((const char *)data + body_start, body_len);
+    PyObject *length = content_length >= 0 ? PyLong_FromLongLong(content_length) : Py_NewRef(Py_None);
+    if (path_query[0] && path_query[1] && target_obj && body && length) {
+        result = Py_BuildValue("(OOOOOOOOOn)", method_names[method], target_obj, path_query[0],
+                               path_query[1], v11 ? version_11 : version_10, headers,
+                               keep_alive ? Py_True : Py_False, length, body,
+                               body_start + body_len);
+    }
+    Py_XDECREF(path_query[0]);
+    Py_XDECREF(path_query[1]);
+    Py_XDECREF(target_obj);
+    Py_XDECREF(body);
+    Py_XDECREF(length);
+    Py_DECREF(headers);
+    PyBuffer_Release(&buf);
+    return result;
+
+fallback:
+    Py_XDECREF(headers);
+    PyBuffer_Release(&buf);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(headers);
+    PyBuffer_Release(&buf);
+    return NULL;
+}
+
+/* Bytes of a str (latin-1) or bytes field; NULL with no exception set means "fall back". */
+static PyObject *
+field_bytes(PyObject *obj)
+{
+    if (PyBytes_CheckExact(obj))
+        return Py_NewRef(obj);
+    if (PyUnicode_CheckExact(obj)) {
+        PyObject *encoded = PyUnicode_AsLatin1String(obj);
+        if (encoded == NULL)
+            PyErr_Clear();
+        return encoded;
+    }
+    return NULL;
+}
+
+/* The seen bits of response.py: 1 << _DATE and 1 << _SERVER. */
+#define SEEN_DATE (1 << 2)
+#define SEEN_SERVER (1 << 3)
+
+/*
+ * scan_headers(headers)
+ *
+ * response.py's _scan_headers for a list or tuple of (name, value) pairs of str or bytes
+ * with no Connection or Transfer-Encoding field: (joined "name: value\r\n" lines, the
+ * Content-Length or None, the seen bits). None for anything else, including every invalid
+ * field, so that the Python path raises its LocalProtocolError.
+ */
+static PyObject *
+scan_headers(PyObject *self, PyObject *headers)
+{
+    if (!PyList_CheckExact(headers) && !PyTuple_CheckExact(headers))
+        Py_RETURN_NONE;
+    PyObject *seq = PySequence_Fast(headers, "headers");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    PyObject *names[64], *values[64];
+    Py_ssize_t starts[64], lens[64];
+    Py_ssize_t done = 0, total = 0;
+    long long length = -1;
+    int seen = 0;
+    PyObject *result = NULL;
+    if (count > 64)
+        goto fallback;
+    for (; done < count; done++) {
+        PyObject *pair = items[done];
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
+            goto fallback;
+        PyObject *name = field_bytes(PyTuple_GET_ITEM(pair, 0));
+        if (name == NULL)
+            goto fallback_or_error;
+        PyObject *value = field_bytes(PyTuple_GET_ITEM(pair, 1));
+        if (value == NULL) {
+            Py_DECREF(name);
+            goto fallback_or_error;
+        }
+        names[done] = name;
+        values[done] = value;
+        const unsigned char *n = (const unsigned char *)PyBytes_AS_STRING(name);
+        const unsigned char *v = (const unsigned char *)PyBytes_AS_STRING(value);
+        Py_ssize_t nlen = PyBytes_GET_SIZE(name), vlen = PyBytes_GET_SIZE(value);
+        if (nlen == 0)
+            goto fallback_after;
+        for (Py_ssize_t i = 0; i < nlen; i++) {
+            if (!is_tchar[n[i]])
+                goto fallback_after;
+        }
+        for (Py_ssize_t i = 0; i < vlen; i++) {
+            if (!is_resp_value[v[i]])
+                goto fallback_after;
+        }
+        Py_ssize_t start = 0;
+        while (start < vlen && (v[start] == ' ' || v[start] == '\t'))
+            start++;
+        while (vlen > start && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+            vlen--;
+        starts[done] = start;
+        lens[done] = vlen - start;
+        if (name_is(n, nlen, "content-length")) {
+            if (length >= 0 || !parse_length(v + start, vlen - start, &length))
+                goto fallback_after;
+        }
+        else if (name_is(n, nlen, "date"))
+            seen |= SEEN_DATE;
+        else if (name_is(n, nlen, "server"))
+            seen |= SEEN_SERVER;
+        else if (name_is(n, nlen, "connection") || name_is(n, nlen, "transfer-encoding"))
+            goto fallback_after;
+        total += nlen + 2 + lens[done] + 2;
+    }
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
+    if (joined == NULL)
+        goto cleanup;
+    char *out = PyBytes_AS_STRING(joined);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t nlen = PyBytes_GET_SIZE(names[i]);
+        memcpy(out, PyBytes_AS_STRING(names[i]), nlen);
+        out += nlen;
+        *out++ = ':';
+        *out++ = ' ';
+        memcpy(out, PyBytes_AS_STRING(values[i]) + starts[i], lens[i]);
+        out += lens[i];
+        *out++ = '\r';
+        *out++ = '\n';
+    }
+    if (length >= 0)
+        result = Py_BuildValue("(NLi)", joined, length, seen);
+    else
+        result = Py_BuildValue("(NOi)", joined, Py_None, seen);
+    goto cleanup;
+
+fallback_after:
+    done++; /* names[done] and values[done] were set: release them too */
+fallback:
+    result = Py_NewRef(Py_None);
+    goto cleanup;
+fallback_or_error:
+    if (!PyErr_Occurred())
+        result = Py_NewRef(Py_None);
+cleanup:
+    for (Py_ssize_t i = 0; i < done; i++) {
+        Py_DECREF(names[i]);
+        Py_DECREF(values[i]);
+    }
+    Py_DECREF(seq);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"parse_request", parse_request, METH_VARARGS,
+     "One clean, complete request at data[pos] as a tuple, or None (the Python path decides)."},
+    {"scan_headers", scan_headers, METH_O,
+     "Response fields checked and joined, or None (the Python path decides)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "threadloom.protocols.http1._speedups",
+    "The HTTP/1.1 hot path's common case in C (see _speedups.c).", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    init_tables();
+    for (int m = 0; METHODS[m]; m++) {
+        method_names[m] = PyUnicode_InternFromString(METHODS[m]);
+        if (method_names[m] == NULL)
+            return NULL;
+    }
+    version_10 = PyUnicode_InternFromString("1.0");
+    version_11 = PyUnicode_InternFromString("1.1");
+    if (version_10 == NULL || version_11 == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,6 @@
+from typing import Any
+
+def parse_request(
+    data: bytes, pos: int, max_head: int, max_headers: int, max_body: int, /
+) -> tuple[Any, ...] | None: ...
+def scan_headers(headers: Any, /) -> tuple[bytes, int | None, int] | None: ...

@@ -1,0 +1,238 @@
+"""The C fast paths (``protocols/http1/_speedups.c``) against the pure-Python path they skip.
+
+The contract (``_speedups.c``): for any input the C code either does exactly what the Python
+code does, or declines (None) and lets the Python code run. So every test here runs the same
+input through both paths and compares everything observable: the parsed requests, the error
+and its status, the response bytes and the exception raised.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.corpus.http1.loader import load_cases
+from threadloom.errors import LocalProtocolError, RemoteProtocolError
+from threadloom.protocols.http1 import (
+    ServerConnection,
+    connection,
+    full_response,
+    response,
+    speedups,
+)
+from threadloom.protocols.http1.limits import HTTPLimits
+from threadloom.protocols.http1.request import Request
+
+pytestmark = pytest.mark.skipif(
+    not speedups.ACTIVE and os.environ.get("THREADLOOM_REQUIRE_TOOLS") != "1",
+    reason="threadloom.protocols.http1._speedups is not built (no C compiler at install time)",
+)
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CASES = load_cases("invalid") + load_cases("valid")
+
+
+def test_extension_is_in_use() -> None:
+    """CI builds it: a silent fallback to pure Python would make these tests vacuous."""
+    assert speedups.ACTIVE
+    assert connection.parse_request is not None
+    assert response.scan_headers is not None
+
+
+@contextmanager
+def pure_python() -> Iterator[None]:
+    saved = connection.parse_request, response.scan_headers
+    connection.parse_request = response.scan_headers = None
+    try:
+        yield
+    finally:
+        connection.parse_request, response.scan_headers = saved
+
+
+def describe(request: Request) -> tuple[Any, ...]:
+    body = request.body
+    return (
+        request.method,
+        request.target,
+        request.path,
+        request.query,
+        request.http_version,
+        request.headers,
+        request.keep_alive,
+        request.content_length,
+        request.chunked,
+        request.expect_continue,
+        request.upgrade,
+        b"".join(body.chunks),
+        body.buffered,
+        body.received,
+        body.complete,
+        body.truncated,
+    )
+
+
+def outcome(pieces: list[bytes], limits: HTTPLimits) -> tuple[Any, ...]:
+    """Feed the pieces, then EOF; the requests, the error status, and the end state."""
+    conn = ServerConnection(limits)
+    error = None
+    try:
+        for piece in [*pieces, b""]:
+            conn.receive_data(piece)
+    except RemoteProtocolError as exc:
+        error = exc.status
+    requests = [describe(r) for r in conn.requests]
+    return requests, error, conn.upgraded, conn.trailing_data, conn.peer_closed
+
+
+def both(pieces: list[bytes], limits: HTTPLimits = connection.DEFAULT_LIMITS) -> Any:
+    fast = outcome(pieces, limits)
+    with pure_python():
+        slow = outcome(pieces, limits)
+    assert fast == slow
+    return fast
+
+
+@pytest.mark.parametrize(("name", "raw", "status"), CASES, ids=[c[0] for c in CASES])
+def test_corpus_same_either_way(name: str, raw: bytes, status: int | None) -> None:
+    both([raw])
+    both([raw, raw])  # the second copy arrives between messages, or after an error
+    both([raw + raw])  # pipelined in one read
+
+
+def test_keep_alive_rules() -> None:
+    for version in (b"1.0", b"1.1"):
+        for connection_field in (b"", b"Connection: close\r\n", b"Connection: Keep-Alive\r\n"):
+            raw = b"GET / HTTP/%s\r\nHost: a\r\n%s\r\n" % (version, connection_field)
+            requests, error, *_ = both([raw + raw])
+            assert error is None and requests
+
+
+def test_limits_are_the_same() -> None:
+    head = b"GET /" + b"a" * 100 + b" HTTP/1.1\r\nHost: a\r\n" + b"X-A: b\r\n" * 10 + b"\r\n"
+    for size in (60, 100, 150, 180, 200, len(head), 4096):
+        for count in (5, 10, 11, 12):
+            limits = HTTPLimits(max_header_size=size, max_headers=count, max_body_size=10)
+            both([head], limits)
+            both([head.replace(b"\r\n\r\n", b"\r\nContent-Length: 11\r\n\r\n") + b"x" * 11], limits)
+
+
+def test_one_byte_names_do_not_change_shared_bytes() -> None:
+    """One-byte bytes objects are process-wide singletons: lower-casing one in place would
+    turn every b"U" into b"u" (found by the WebSocket property tests through a mask byte)."""
+    requests, error, *_ = both([b"GET / HTTP/1.1\r\nHost: a\r\nU: 1\r\nZ: 2\r\n\r\n"])
+    assert error is None
+    assert requests[0][5] == [(b"host", b"a"), (b"u", b"1"), (b"z", b"2")]
+    assert bytes([85]) == b"U" and b"Z".lower() == b"z"
+
+
+# -- generated requests: mostly valid, with the kinds of damage the corpus is made of --------
+
+METHODS = st.sampled_from([b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH",
+                           b"get", b"CONNECT", b"PRI", b"TRACE"])  # fmt: skip
+TARGETS = st.sampled_from([b"/", b"/a/b?c=d&e", b"/%7e?x=%zz", b"*", b"http://h/p?q", b"/a#f",
+                           b"/\x7f", b"/\xc3\xa9", b"/a b", b"/{}|^`", b"/?a?b"])  # fmt: skip
+VERSIONS = st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.1 ", b"http/1.1"])
+NAMES = st.sampled_from([b"Host", b"host", b"HOST", b"Content-Length", b"Transfer-Encoding",
+                         b"Connection", b"Expect", b"Upgrade", b"X-A", b"U", b"a_b", b"X A",
+                         b"X:", b"", b"\xff", b"Cookie"])  # fmt: skip
+VALUES = st.sampled_from([b"a", b"", b" a ", b"\ta\t", b"0", b"5", b"05", b"-1", b"1,1",
+                          b"99999999999999999999", b"chunked", b"close", b"Keep-Alive",
+                          b"upgrade", b"100-continue", b"websocket", b"a\x00b", b"\x80",
+                          b"a\rb", b"a\nb", b"x" * 300])  # fmt: skip
+EOLS = st.sampled_from([b"\r\n", b"\r\n", b"\r\n", b"\n", b"\r", b"\r\n "])
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> bytes:
+    line = b"%s %s %s" % (draw(METHODS), draw(TARGETS), draw(VERSIONS))
+    fields = draw(st.lists(st.tuples(NAMES, VALUES, EOLS), max_size=6))
+    head = line + draw(EOLS) + b"".join(n + b":" + v + e for n, v, e in fields) + b"\r\n"
+    return head + draw(st.binary(max_size=12))
+
+
+@st.composite
+def clean_requests(draw: st.DrawFn) -> bytes:
+    """What the C path should accept, mostly: for the comparison to bite where it matters."""
+    method = draw(st.sampled_from([b"GET", b"HEAD", b"POST", b"DELETE"]))
+    target = draw(st.sampled_from([b"/", b"/a/b?c=d&e", b"/%7e?x=%zz", b"/?a?b"]))
+    version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.0"]))
+    names = st.sampled_from([b"Host", b"X-A", b"U", b"Accept", b"Connection", b"Content-Length"])
+    values = st.sampled_from([b"a", b"", b" a ", b"\ta b\t", b"0", b"3", b"close", b"keep-alive"])
+    fields = draw(st.lists(st.tuples(names, values), max_size=5))
+    if draw(st.booleans()):
+        fields.insert(0, (b"Host", b"example.com"))
+    head = b"%s %s %s\r\n" % (method, target, version)
+    head += b"".join(n + b": " + v + b"\r\n" for n, v in fields) + b"\r\n"
+    return head + draw(st.sampled_from([b"", b"abc", b"abcdef"]))
+
+
+@SETTINGS
+@given(
+    raws=st.lists(clean_requests() | requests(), min_size=1, max_size=3),
+    cuts=st.lists(st.integers(0, 2000), max_size=4),
+    small=st.booleans(),
+)
+def test_generated_requests_same_either_way(
+    raws: list[bytes], cuts: list[int], small: bool
+) -> None:
+    stream = b"".join(raws)
+    bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
+    pieces = [stream[a:b] for a, b in itertools.pairwise(bounds)]
+    limits = HTTPLimits(max_header_size=120, max_headers=4, max_body_size=4) if small else None
+    both(pieces, limits or connection.DEFAULT_LIMITS)
+
+
+# -- response heads ------------------------------------------------------------------------
+
+FIELD_NAMES = st.sampled_from(["Content-Type", b"content-type", "Content-Length",
+                               b"CONTENT-LENGTH", "Date", "Server", "Connection",
+                               "Transfer-Encoding", "X-Bad Name", "", "é", b"\xff", 3])  # fmt: skip
+FIELD_VALUES = st.sampled_from(["text/plain", b" 13 ", "13", "0", "-1", "1e3", "close",
+                                "chunked", "a\r\nb", "a\x00", "\ta\t", "é", "€", b"\x80",
+                                b"x" * 300, None])  # fmt: skip
+STATUSES = st.sampled_from([200, 204, 304, 101, 404, 500])
+
+
+def render(status: int, headers: Any, body: bytes) -> tuple[str, Any]:
+    request = Request()
+    request.keep_alive = True
+    try:
+        data, keep_alive = full_response(request, status, headers, body)
+    except LocalProtocolError as exc:
+        return "error", str(exc)
+    return "ok", (re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: -", data), keep_alive)  # a clock
+
+
+@SETTINGS
+@given(
+    status=STATUSES,
+    fields=st.lists(st.tuples(FIELD_NAMES, FIELD_VALUES), max_size=6),
+    as_tuple=st.booleans(),
+    body=st.sampled_from([b"", b"x" * 13]),
+)
+def test_response_heads_same_either_way(
+    status: int, fields: list[tuple[Any, Any]], as_tuple: bool, body: bytes
+) -> None:
+    headers: Any = tuple(fields) if as_tuple else fields
+    fast = render(status, headers, body)
+    with pure_python():
+        slow = render(status, headers, body)
+    assert fast == slow
+
+
+def test_pure_python_switch() -> None:
+    """``THREADLOOM_PURE_PYTHON=1`` turns the C paths off (to rule them out when debugging)."""
+    code = "from threadloom.protocols.http1.speedups import *; print(ACTIVE, parse_request)"
+    env = {**os.environ, "THREADLOOM_PURE_PYTHON": "1"}
+    argv = [sys.executable, "-c", code]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert out.stdout.split() == ["False", "None"], out.stderr
