@@ -219,8 +219,11 @@ def test_exc_info_replaces_the_response(serve: Any) -> None:
 
 def test_environ(serve: Any) -> None:
     address = serve(apps.environ_dump)
-    _, _, body = get(address, "/p%C3%A9?q=1", headers={"X-Custom": "v", "X_Spoof": "no"})
-    env = dict(line.split("=", 1) for line in body.decode("latin-1").splitlines())
+    for _ in range(2):  # the second time, the names are known to the environ key cache
+        _, _, body = get(address, "/p%C3%A9?q=1", headers={"X-Custom": "v", "X_Spoof": "no"})
+        env = dict(line.split("=", 1) for line in body.decode("latin-1").splitlines())
+        assert "HTTP_X_SPOOF" not in env
+        assert "" not in env
     assert env["PATH_INFO"] == "/p\xc3\xa9"
     assert env["QUERY_STRING"] == "q=1"
     assert env["SERVER_PROTOCOL"] == "HTTP/1.1"

@@ -31,7 +31,7 @@ from threadloom.protocols.http1 import (
     speedups,
 )
 from threadloom.protocols.http1.limits import HTTPLimits
-from threadloom.protocols.http1.request import Request
+from threadloom.protocols.http1.request import Request, RequestBody
 
 pytestmark = pytest.mark.skipif(
     not speedups.ACTIVE and os.environ.get("THREADLOOM_REQUIRE_TOOLS") != "1",
@@ -236,3 +236,14 @@ def test_pure_python_switch() -> None:
     argv = [sys.executable, "-c", code]
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     assert out.stdout.split() == ["False", "None"], out.stderr
+
+
+def test_fast_requests_have_every_slot_set() -> None:
+    """``parsed_request`` skips ``__init__``: a slot added later must be set there too."""
+    conn = ServerConnection()
+    conn.receive_data(b"POST /a?b HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi")
+    request = conn.requests.popleft()
+    for obj, cls in ((request, Request), (request.body, RequestBody)):
+        for slot in cls.__slots__:
+            getattr(obj, slot)  # AttributeError if unset
+    assert request.body.take() == b"hi"

@@ -125,10 +125,11 @@ class HTTPProtocol(asyncio.Protocol):
                 return
             if self.threads_waiting:
                 self.data_ready.notify_all()
-        if self.conn.paused and not self.reading_paused and self.transport is not None:
+        if not self.reading_paused and self.conn.paused and self.transport is not None:
             self.reading_paused = True
             self.transport.pause_reading()
-        self._wake()
+        if self.waiter is not None:
+            self._wake()
         if not self.busy:
             self._next()
 
@@ -185,15 +186,15 @@ class HTTPProtocol(asyncio.Protocol):
         """Start the next ready request, or wait for one with the right deadline."""
         if self.lost:
             return
-        if self.conn.requests:
+        conn, settings = self.conn, self.settings
+        if conn.requests:
             self.head_since = None
-            if self._body_pending(self.conn.requests[0]):
+            if settings.asgi is None and self._body_pending(conn.requests[0]):
                 return
             self.deadline = None  # the timer, if armed, will find nothing to do
             self.busy = True
             self.began = time.perf_counter()
-            request = self.conn.requests.popleft()
-            settings = self.settings
+            request = conn.requests.popleft()
             # only a request with an Upgrade field can be a WebSocket handshake
             upgrade = request.upgrade is not None and settings.ws is not None
             if settings.asgi is not None:
@@ -206,28 +207,28 @@ class HTTPProtocol(asyncio.Protocol):
             ):
                 serve_bare_handler(self, request)
             else:
-                if self.settings.timeout_request:
+                if settings.timeout_request:
                     self._watch(request)
                 future = asyncio.ensure_future(self.runtime.run_sync(self._run_wsgi, request))
                 future.add_done_callback(self._wsgi_finished)
-        elif self.conn.peer_closed:
+        elif conn.peer_closed:
             self.close()
-        elif self.conn.head_started:
+        elif conn.head_started:
             # counted from the head's first byte, never pushed back by more bytes: else a
             # client dribbling a header line now and then would hold the connection (slowloris)
             now = self.loop.time()
             if self.head_since is None:
                 self.head_since = now
-            self._arm(max(self.head_since + self.settings.timeout_header - now, 0.0))
+            self._arm(max(self.head_since + settings.timeout_header - now, 0.0))
         elif self.served:
-            self._arm(self.settings.timeout_keep_alive)
+            self._arm(settings.timeout_keep_alive)
         if self.reading_paused:
             self._maybe_resume_reading()
 
     def _body_pending(self, request: Request) -> bool:
         """WSGI only: wait on the loop for a small body, as thread models do in their I/O
         thread, so that a slow sender never holds one of the pool's threads (slow POST)."""
-        if self.settings.asgi is not None or self.settings.runner is None:
+        if self.settings.runner is None:
             return False
         body = request.body
         if body.complete or request.expect_continue or body.buffered >= DISPATCH_BODY_BYTES:
@@ -260,7 +261,10 @@ class HTTPProtocol(asyncio.Protocol):
         self.busy = False
         self.served += 1
         STATS.request(status, time.perf_counter() - self.began)
-        self.log_access(request, status, sent)
+        if self.settings.access_log.enabled:
+            self.log_access(request, status, sent)
+        else:
+            self.remote = self.request_id = None
         if not keep_alive or request.body.truncated:
             self.close()
             return
@@ -569,10 +573,14 @@ class ASGICycle:
             self.response.start(message)
         elif kind == "http.response.body":
             data = self.response.body(message)
+            transport = proto.transport
+            if transport is None or transport.is_closing():
+                await proto.drain()  # lets connection_lost run; says False
+                raise ClientDisconnected("the client went away")
             if data:
-                proto.write(data)
+                transport.write(data)
                 self.sent += len(data)
-            if proto.blocked() and not await proto.drain():
+            if proto.write_paused and not await proto.drain():
                 raise ClientDisconnected("the client went away or stopped reading")
         else:
             raise LocalProtocolError(f"unexpected ASGI message {kind!r} for an http scope")

@@ -73,9 +73,9 @@ class ResponseState:
 
     __slots__ = (
         "_headers",
-        "_keep_alive",
         "complete",
         "framer",
+        "keep_alive",
         "request",
         "request_id",
         "started",
@@ -90,7 +90,8 @@ class ResponseState:
         self.status = 0
         self.started = False  # the head has been handed to the engine
         self.complete = False
-        self._keep_alive = False
+        #: May the connection serve another request? Set once the response is complete.
+        self.keep_alive = False
         self._headers: Any = ()
 
     def start(self, message: Message) -> bytes:
@@ -122,7 +123,7 @@ class ResponseState:
         if not self.started and self.request_id is not None and not _has_request_id(headers):
             headers = [*headers, (b"x-request-id", self.request_id.encode("ascii"))]
         if not (more or self.started):
-            out, self._keep_alive = full_response(self.request, self.status, headers, bytes(data))
+            out, self.keep_alive = full_response(self.request, self.status, headers, bytes(data))
             self.started = self.complete = True
             return out
         out = b""
@@ -134,12 +135,8 @@ class ResponseState:
         if not more:
             self.complete = True
             out += self.framer.end()
-            self._keep_alive = self.framer.keep_alive
+            self.keep_alive = self.framer.keep_alive
         return out
-
-    @property
-    def keep_alive(self) -> bool:
-        return self.complete and self._keep_alive
 
 
 def _has_request_id(headers: Any) -> bool:

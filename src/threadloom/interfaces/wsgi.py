@@ -132,7 +132,8 @@ class WSGIRunner:
         """The PEP 3333 environ for ``request`` (header names with ``_`` are dropped)."""
         env = self.template.copy()
         env["REQUEST_METHOD"] = request.method
-        env["PATH_INFO"] = unquote_to_bytes(request.path).decode("latin-1")
+        path = request.path
+        env["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
         env["QUERY_STRING"] = request.query.decode("latin-1")
         env["RAW_URI"] = env["REQUEST_URI"] = request.target.decode("latin-1")
         env["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
@@ -141,8 +142,17 @@ class WSGIRunner:
             env["REMOTE_ADDR"], env["REMOTE_PORT"] = client[0], str(client[1])
         else:
             env["REMOTE_ADDR"], env["REMOTE_PORT"] = "127.0.0.1", "0"
+        keys = _ENV_KEYS
         for name, value in request.headers:
-            _add_header(env, name, value)
+            key = keys.get(name)
+            if key is None:
+                key = _env_key(name)
+            if not key:
+                continue  # X_Forwarded_For would otherwise pose as X-Forwarded-For
+            text = value.decode("latin-1")
+            if key in env:
+                text = env[key] + (";" if key == "HTTP_COOKIE" else ",") + text
+            env[key] = text
         return env
 
     def __call__(self, request: Request, body: Any, sink: ResponseSink, client: Any) -> Outcome:
@@ -184,9 +194,6 @@ class WSGIRunner:
         return exchange.outcome()
 
 
-_SPECIAL_HEADERS = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
-
-
 def _forward(env: dict[str, Any], proxies: TrustedProxies) -> str | None:
     """Apply a trusted peer's X-Forwarded-* to ``env``; the client it named, if any."""
     xff = env.get("HTTP_X_FORWARDED_FOR")
@@ -213,16 +220,18 @@ def _identify(env: dict[str, Any]) -> str:
     return request_id
 
 
-def _add_header(env: dict[str, Any], name: bytes, value: bytes) -> None:
-    key = _SPECIAL_HEADERS.get(name)
-    if key is None:
-        if b"_" in name:
-            return  # X_Forwarded_For would otherwise pose as X-Forwarded-For
-        key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
-    text = value.decode("latin-1")
-    if key in env:
-        text = env[key] + (";" if key == "HTTP_COOKIE" else ",") + text
-    env[key] = text
+#: Header name -> environ key ("" to drop it), filled as names are met; bounded, because
+#: clients choose the names.
+_ENV_KEYS: dict[bytes, str] = {b"content-type": "CONTENT_TYPE", b"content-length": "CONTENT_LENGTH"}
+_ENV_KEYS_MAX = 1024
+
+
+def _env_key(name: bytes) -> str:
+    """``HTTP_`` + the name upper-cased with ``-`` as ``_``; "" for a name with ``_``."""
+    key = "" if b"_" in name else "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+    if len(_ENV_KEYS) < _ENV_KEYS_MAX:
+        _ENV_KEYS[name] = key
+    return key
 
 
 class _Exchange:

@@ -6,9 +6,9 @@ State: an ``httptools`` (llhttp) parser whose callbacks are this object's ``on_*
 ``_head``, the request whose head is being parsed (``head_started``); ``current``, the
 request whose body is being received; ``requests``, the queue of requests whose heads are
 complete and which the driver has not taken yet (pipelining keeps them in order); and the
-terminal flags ``_error`` (dead), ``_upgraded`` (an Upgrade/CONNECT ended HTTP), ``_closed``
+terminal flags ``_error`` (dead), ``upgraded`` (an Upgrade/CONNECT ended HTTP), ``_closed``
 (a non-keep-alive request ended: later bytes will never be answered, so they are dropped
-unparsed) and ``_eof`` (the peer closed).
+unparsed) and ``peer_closed``. Drivers read ``upgraded`` and ``peer_closed`` and never set them.
 
 Who changes it: only :meth:`ServerConnection.receive_data` (and the callbacks it triggers).
 The driver must then
@@ -96,7 +96,6 @@ class ServerConnection:
         "_body",
         "_body_high_water",
         "_closed",
-        "_eof",
         "_error",
         "_head",
         "_head_fed",
@@ -110,12 +109,13 @@ class ServerConnection:
         "_stalled",
         "_te",
         "_trailers",
-        "_upgraded",
         "_url",
         "current",
         "limits",
+        "peer_closed",
         "requests",
         "trailing_data",
+        "upgraded",
     )
 
     def __init__(self, limits: HTTPLimits = DEFAULT_LIMITS) -> None:
@@ -139,9 +139,9 @@ class ServerConnection:
         self._trailers = 0
         self._stalled = 0
         self._error: RemoteProtocolError | None = None
-        self._upgraded = False
+        self.upgraded = False
         self._closed = False
-        self._eof = False
+        self.peer_closed = False
         self._parser = httptools.HttpRequestParser(self)
 
     # -- what drivers read ----------------------------------------------------------------
@@ -158,22 +158,13 @@ class ServerConnection:
             return True
         return self.current is not None and self._body.buffered > self._body_high_water
 
-    @property
-    def peer_closed(self) -> bool:
-        return self._eof
-
-    @property
-    def upgraded(self) -> bool:
-        """An Upgrade (or CONNECT) request ended parsing; later bytes are in trailing_data."""
-        return self._upgraded
-
     # -- bytes in ---------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
         """Parse ``data`` (``b""``: the peer closed). Raises RemoteProtocolError when invalid."""
         if self._error is not None:
             raise self._error
-        if self._upgraded or self._closed or not data:
+        if self.upgraded or self._closed or not data:
             self._outside_http(data)
         elif self._head is None and self.current is None and parse_request is not None:
             self._receive_fast(data)
@@ -210,7 +201,7 @@ class ServerConnection:
         step = self._max_head
         for start in range(0, len(data), step):
             self._feed(data[start : start + step])
-            if self._upgraded:
+            if self.upgraded:
                 self.trailing_data += data[start + step :]
                 return
             if self._closed:
@@ -223,7 +214,7 @@ class ServerConnection:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            self._upgraded = True
+            self.upgraded = True
             self.trailing_data = data[upgrade.args[0] :]
             return
         except httptools.HttpParserCallbackError as exc:
@@ -253,25 +244,25 @@ class ServerConnection:
 
         llhttp cannot resume after an upgrade, so a fresh parser takes ``trailing_data``.
         """
-        if not self._upgraded:
+        if not self.upgraded:
             return
-        self._upgraded = False
+        self.upgraded = False
         self._parser = httptools.HttpRequestParser(self)
         data, self.trailing_data = self.trailing_data, b""
         if data:
             self.receive_data(data)
-        if self._eof:
+        if self.peer_closed:
             self._end_of_input()
 
     def _outside_http(self, data: bytes) -> None:
         """Bytes after an upgrade (kept), after a closing request (dropped), or EOF."""
         if not data:
             self._end_of_input()
-        elif self._upgraded:
+        elif self.upgraded:
             self.trailing_data += data
 
     def _end_of_input(self) -> None:
-        self._eof = True
+        self.peer_closed = True
         if self.current is not None:  # a driver waiting for the rest would wait for ever
             self._fail(RemoteProtocolError("connection closed in the middle of a request body"))
         if self._head is not None:

@@ -119,8 +119,12 @@ def parsed_request(
     content_length: int | None,
     body: bytes,
 ) -> Request:
-    """A request the C fast path parsed whole, body included (``_speedups.parse_request``)."""
-    request = Request()
+    """A request the C fast path parsed whole, body included (``_speedups.parse_request``).
+
+    Built without ``__init__``, every slot set once: this runs for nearly every request.
+    tests/protocols/test_speedups.py checks that no slot is left unset.
+    """
+    request = _new(Request)
     request.method = method
     request.target = target
     request.path = path
@@ -128,13 +132,19 @@ def parsed_request(
     request.http_version = http_version
     request.headers = headers
     request.keep_alive = keep_alive
+    request.expect_continue = False
     request.content_length = content_length
-    received = request.body
-    if body:
-        received.chunks.append(body)
-        received.buffered = received.received = len(body)
+    request.chunked = False
+    request.upgrade = None
+    request.body = received = _new(RequestBody)
+    received.chunks = collections.deque((body,) if body else ())
+    received.buffered = received.received = len(body)
     received.complete = True
+    received.truncated = False
     return request
+
+
+_new = object.__new__
 
 
 def _origin_form(target: bytes) -> bytes:

@@ -57,6 +57,7 @@ _KINDS = {
     b"connection": _CONNECTION,
     b"transfer-encoding": _DROPPED,
 }
+_DATE_OR_SERVER = 1 << _DATE | 1 << _SERVER
 _CACHE_MAX = 2048
 _CACHE_VALUE_MAX = 200
 _LINES: dict[tuple[str | bytes, str | bytes], tuple[bytes, int, bytes]] = {}
@@ -180,10 +181,13 @@ def _finish_head(
     lines: list[bytes], seen: int, server_header: bytes, status: int, connection: bytes
 ) -> bytes:
     """Add Date, Server and Connection unless already there, and the blank line; join."""
-    if not seen & (1 << _DATE):
-        lines.append(b"Date: %s\r\n" % DEFAULT_DATES.header_value())
-    if server_header and not seen & (1 << _SERVER):
-        lines.append(b"Server: %s\r\n" % server_header)
+    if not seen & _DATE_OR_SERVER and server_header:  # the common case, cached per second
+        lines.append(DEFAULT_DATES.fields(server_header))
+    else:
+        if not seen & (1 << _DATE):
+            lines.append(b"Date: %s\r\n" % DEFAULT_DATES.header_value())
+        if server_header and not seen & (1 << _SERVER):
+            lines.append(b"Server: %s\r\n" % server_header)
     if connection and status >= 200:
         lines.append(connection)
     lines.append(b"\r\n")
