@@ -213,9 +213,13 @@ class HTTPSession:
         runner = settings.runner
         log_access = settings.access_log.active()
         requests = self.conn.requests
+        conn = self.conn
         while requests:
             request = requests.popleft()
-            if settings.ws is not None and (runner is None or self._is_websocket(request)):
+            # only a request with an Upgrade field can be a WebSocket handshake
+            if settings.ws is not None and (
+                runner is None or (request.upgrade is not None and self._is_websocket(request))
+            ):
                 if not self._serve_websocket(request):
                     return Want.CLOSE
                 continue
@@ -242,19 +246,19 @@ class HTTPSession:
                 )
             if not outcome.keep_alive or body.failed:
                 return Want.CLOSE
-            unread = not request.body.complete or request.body.buffered
-            if unread and not body.drain(DRAIN_LIMIT):
+            received = request.body
+            if (received.buffered or not received.complete) and not body.drain(DRAIN_LIMIT):
                 return Want.CLOSE
-            if self.conn.upgraded and not self._decline_upgrade():
+            if conn.upgraded and not self._decline_upgrade():
                 return Want.CLOSE
-        if self.conn.peer_closed:
+        if conn.peer_closed:
             return Want.CLOSE
-        self.head_since = None
         now = time.monotonic()
-        if self.conn.head_started:
+        if conn.head_started:
             self.head_since = now
             self.deadline_at = now + settings.timeout_header
         else:
+            self.head_since = None
             self.deadline_at = now + settings.timeout_keep_alive
         return Want.READ
 

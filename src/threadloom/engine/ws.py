@@ -50,6 +50,8 @@ from threadloom.protocols.websocket import (
 )
 
 app_log = logging.getLogger("threadloom.app")
+#: What send() takes; a tuple, since isinstance with an ``X | Y`` union is several times slower.
+_MESSAGE_TYPES = (str, bytes, bytearray, memoryview)
 
 READ_SIZE = 65536
 #: How long a closing side waits for the peer's Close before giving up on it.
@@ -202,7 +204,7 @@ class BlockingWebSocket:
 
     def send(self, message: str | bytes) -> None:
         """Send one message (str: text, bytes: binary); blocks while the peer is not reading."""
-        if not isinstance(message, str | bytes | bytearray | memoryview):
+        if not isinstance(message, _MESSAGE_TYPES):
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
         with self._lock:
             if self._closed is not None or self._conn.close_sent:

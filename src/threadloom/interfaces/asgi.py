@@ -29,6 +29,7 @@ from threadloom.protocols.http1 import Request, ResponseFramer, full_response, r
 Message = dict[str, Any]
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 def scope_template(
@@ -116,14 +117,16 @@ class ResponseState:
         if self.complete:
             raise LocalProtocolError("http.response.body sent after the response completed")
         data = message.get("body", b"")
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise LocalProtocolError("http.response.body needs bytes")
+        if type(data) is not bytes:
+            if not isinstance(data, _BYTES_LIKE):
+                raise LocalProtocolError("http.response.body needs bytes")
+            data = bytes(data)
         more = bool(message.get("more_body", False))
         headers = self._headers
         if not self.started and self.request_id is not None and not _has_request_id(headers):
             headers = [*headers, (b"x-request-id", self.request_id.encode("ascii"))]
         if not (more or self.started):
-            out, self.keep_alive = full_response(self.request, self.status, headers, bytes(data))
+            out, self.keep_alive = full_response(self.request, self.status, headers, data)
             self.started = self.complete = True
             return out
         out = b""
@@ -131,7 +134,7 @@ class ResponseState:
             out, self.framer = response_head(self.request, self.status, headers)
             self.started = True
         if data:
-            out += self.framer.body(bytes(data))
+            out += self.framer.body(data)
         if not more:
             self.complete = True
             out += self.framer.end()

@@ -30,6 +30,8 @@ from threadloom.protocols.http1 import Request
 
 #: Close codes that mean "all went well" (RFC 6455 7.4.1): iteration ends without an error.
 NORMAL_CLOSE_CODES = frozenset({1000, 1001})
+#: A tuple: isinstance with an ``X | Y`` union is several times slower.
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 class ConnectionClosed(Exception):
@@ -197,7 +199,7 @@ class ASGIWebSocketState:
             if not isinstance(text, str):
                 raise LocalProtocolError("websocket.send text must be str")
             return text
-        if not isinstance(data, bytes | bytearray | memoryview):
+        if not isinstance(data, _BYTES_LIKE):
             raise LocalProtocolError("websocket.send bytes must be bytes")
         return bytes(data)
 

@@ -80,6 +80,7 @@ class PoolModel(ThreadModel):
         self._workers: list[threading.Thread] = []
         self._busy = [False] * config.threads  # slot n is written by worker n only
         self._next_sweep = 0.0
+        self._max_queue = config.max_queue
 
     def make_selector(self) -> Any:
         return self.mux
@@ -164,7 +165,7 @@ class PoolModel(ThreadModel):
             self.mux.rearm(fd)
             return
         self._parked.discard(fd)
-        if want is Want.SERVE and self._work.qsize() < self.config.max_queue:
+        if want is Want.SERVE and self._work.qsize() < self._max_queue:
             self._work.put((fd, sock, session))
             return
         if want is Want.SERVE:
@@ -206,7 +207,7 @@ class PoolModel(ThreadModel):
             self.connections.remove(sock)
 
     def _work_loop(self, n: int) -> None:
-        busy = self._busy
+        busy, rearm, parked = self._busy, self.mux.rearm, self._parked
         while True:
             item = self._work.get()
             if item is None:
@@ -220,12 +221,12 @@ class PoolModel(ThreadModel):
                 want = Want.CLOSE
             busy[n] = False
             if want is Want.READ and not (self.stopping.is_set() and session.idle):
-                self._parked.add(fd)
+                parked.add(fd)
                 try:
-                    self.mux.rearm(fd)
+                    rearm(fd)
                     continue
                 except OSError:
-                    self._parked.discard(fd)
+                    parked.discard(fd)
             elif want is Want.SERVE:
                 self._work.put(item)
                 continue
