@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 from types import FrameType
@@ -144,14 +145,23 @@ def run_with_signals(server: Server, *others: Server) -> int:
     received: list[int] = []
     everyone = (server, *others)
 
+    signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        # A handler runs between two bytecodes of the main thread, which may hold any lock
+        # at that moment (threading's own, while it starts a connection's thread; a
+        # WebSocket send's). So it takes none: SimpleQueue.put is the one call CPython
+        # promises is safe here, and the watcher below does the rest.
         received.append(signum)
-        # Act on a thread of its own: the interrupted frame on this thread may hold a lock
-        # that stopping takes (under single this thread serves; a WebSocket send holds its
-        # lock while the peer is slow), and waiting for it here would never end.
-        threading.Thread(
-            target=act, args=(signum, len(received)), name="threadloom-signal", daemon=True
-        ).start()
+        signals.put(signum)
+
+    def watch() -> None:
+        while True:
+            signum = signals.get()
+            # each on a thread of its own, so that a second signal acts during the drain
+            threading.Thread(
+                target=act, args=(signum, len(received)), name="threadloom-signal", daemon=True
+            ).start()
 
     def act(signum: int, count: int) -> None:
         name = signal.Signals(signum).name
@@ -168,6 +178,7 @@ def run_with_signals(server: Server, *others: Server) -> int:
             for each in everyone:
                 each.stop(graceful=False)
 
+    threading.Thread(target=watch, name="threadloom-signals", daemon=True).start()
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     threads = [
         threading.Thread(target=other.serve_forever, name="threadloom-serve", daemon=True)

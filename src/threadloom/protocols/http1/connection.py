@@ -10,6 +10,11 @@ terminal flags ``_error`` (dead), ``upgraded`` (an Upgrade/CONNECT ended HTTP), 
 (a non-keep-alive request ended: later bytes will never be answered, so they are dropped
 unparsed) and ``peer_closed``. Drivers read ``upgraded`` and ``peer_closed`` and never set them.
 
+Fast path: between messages (no head open, no body in progress) ``receive_data`` first
+offers the bytes to the optional C parser (:mod:`.speedups`), which takes clean, complete
+requests whole and declines everything else; from the first byte it declines on, llhttp
+parses as below. Both start at a message boundary, so the hand-over loses nothing.
+
 Who changes it: only :meth:`ServerConnection.receive_data` (and the callbacks it triggers).
 The driver must then
 

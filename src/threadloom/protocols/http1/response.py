@@ -27,7 +27,9 @@ controls (HTAB aside): anything else raises :class:`LocalProtocolError` before a
 produced, so response splitting (uvicorn CVE-2020-7695, gunicorn CVE-2018-1000164) cannot
 happen whatever the app sends. The checks are ``bytes.translate`` calls (linear, no regex),
 and a validated ``(name, value)`` pair is remembered in a bounded cache, so the constant
-headers an app sends on every response are checked and formatted once per process.
+headers an app sends on every response are checked and formatted once per process. When the
+optional C extension is built, ``scan_headers`` does the common case (plain fields, no
+``Connection`` or ``Transfer-Encoding``) in one call and leaves anything else to this code.
 """
 
 from __future__ import annotations
