@@ -46,16 +46,17 @@ def test_extension_is_in_use() -> None:
     assert speedups.ACTIVE
     assert connection.parse_request is not None
     assert response.scan_headers is not None
+    assert response.render_whole is not None
 
 
 @contextmanager
 def pure_python() -> Iterator[None]:
-    saved = connection.parse_request, response.scan_headers
-    connection.parse_request = response.scan_headers = None
+    saved = connection.parse_request, response.scan_headers, response.render_whole
+    connection.parse_request = response.scan_headers = response.render_whole = None
     try:
         yield
     finally:
-        connection.parse_request, response.scan_headers = saved
+        connection.parse_request, response.scan_headers, response.render_whole = saved
 
 
 def describe(request: Request) -> tuple[Any, ...]:
@@ -199,12 +200,12 @@ FIELD_NAMES = st.sampled_from(["Content-Type", b"content-type", "Content-Length"
 FIELD_VALUES = st.sampled_from(["text/plain", b" 13 ", "13", "0", "-1", "1e3", "close",
                                 "chunked", "a\r\nb", "a\x00", "\ta\t", "é", "€", b"\x80",
                                 b"x" * 300, None])  # fmt: skip
+CLEAN_NAMES = st.sampled_from(["Content-Type", b"X-A", "Content-Length", "ETag", "U"])
+CLEAN_VALUES = st.sampled_from(["text/plain", b"13", "0", " 13 ", "\ta", "", "x" * 300])
 STATUSES = st.sampled_from([200, 204, 304, 101, 404, 500])
 
 
-def render(status: int, headers: Any, body: bytes) -> tuple[str, Any]:
-    request = Request()
-    request.keep_alive = True
+def render(status: int, headers: Any, body: bytes, request: Request) -> tuple[str, Any]:
     try:
         data, keep_alive = full_response(request, status, headers, body)
     except LocalProtocolError as exc:
@@ -215,17 +216,29 @@ def render(status: int, headers: Any, body: bytes) -> tuple[str, Any]:
 @SETTINGS
 @given(
     status=STATUSES,
-    fields=st.lists(st.tuples(FIELD_NAMES, FIELD_VALUES), max_size=6),
+    fields=st.lists(st.tuples(FIELD_NAMES, FIELD_VALUES), max_size=6)
+    | st.lists(st.tuples(CLEAN_NAMES, CLEAN_VALUES), max_size=4),
     as_tuple=st.booleans(),
     body=st.sampled_from([b"", b"x" * 13]),
+    method=st.sampled_from(["GET", "HEAD"]),
+    version=st.sampled_from(["1.1", "1.0"]),
+    keep_alive=st.booleans(),
 )
 def test_response_heads_same_either_way(
-    status: int, fields: list[tuple[Any, Any]], as_tuple: bool, body: bytes
+    status: int,
+    fields: list[tuple[Any, Any]],
+    as_tuple: bool,
+    body: bytes,
+    method: str,
+    version: str,
+    keep_alive: bool,
 ) -> None:
     headers: Any = tuple(fields) if as_tuple else fields
-    fast = render(status, headers, body)
+    request = Request()
+    request.method, request.http_version, request.keep_alive = method, version, keep_alive
+    fast = render(status, headers, body, request)
     with pure_python():
-        slow = render(status, headers, body)
+        slow = render(status, headers, body, request)
     assert fast == slow
 
 

@@ -317,113 +317,199 @@ field_bytes(PyObject *obj)
 #define SEEN_DATE (1 << 2)
 #define SEEN_SERVER (1 << 3)
 
-/*
- * scan_headers(headers)
- *
- * response.py's _scan_headers for a list or tuple of (name, value) pairs of str or bytes
- * with no Connection or Transfer-Encoding field: (joined "name: value\r\n" lines, the
- * Content-Length or None, the seen bits). None for anything else, including every invalid
- * field, so that the Python path raises its LocalProtocolError.
- */
-static PyObject *
-scan_headers(PyObject *self, PyObject *headers)
+/* The checked fields of one response, before they are joined. */
+#define MAX_FIELDS 64
+typedef struct {
+    PyObject *names[MAX_FIELDS], *values[MAX_FIELDS]; /* owned bytes */
+    Py_ssize_t starts[MAX_FIELDS], lens[MAX_FIELDS];   /* the value without OWS */
+    Py_ssize_t count, total;                           /* fields, bytes once joined */
+    long long length;                                  /* Content-Length, -1 if none */
+    int seen;                                          /* SEEN_DATE | SEEN_SERVER */
+} Fields;
+
+static void
+release_fields(Fields *f)
 {
+    for (Py_ssize_t i = 0; i < f->count; i++) {
+        Py_DECREF(f->names[i]);
+        Py_DECREF(f->values[i]);
+    }
+    f->count = 0;
+}
+
+/*
+ * Check a list or tuple of (name, value) pairs of str or bytes as response.py's
+ * _header_line and _scan_headers do: 1 when every field is plain, 0 to decline (anything
+ * else, every invalid field included, and Connection or Transfer-Encoding), -1 on a Python
+ * error. On 0 and -1 nothing is left to release.
+ */
+static int
+collect_fields(PyObject *headers, Fields *f)
+{
+    f->count = f->total = 0;
+    f->length = -1;
+    f->seen = 0;
     if (!PyList_CheckExact(headers) && !PyTuple_CheckExact(headers))
-        Py_RETURN_NONE;
-    PyObject *seq = PySequence_Fast(headers, "headers");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    PyObject *names[64], *values[64];
-    Py_ssize_t starts[64], lens[64];
-    Py_ssize_t done = 0, total = 0;
-    long long length = -1;
-    int seen = 0;
-    PyObject *result = NULL;
-    if (count > 64)
-        goto fallback;
-    for (; done < count; done++) {
-        PyObject *pair = items[done];
+        return 0;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(headers);
+    PyObject **items = PySequence_Fast_ITEMS(headers);
+    if (count > MAX_FIELDS)
+        return 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = items[i];
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
-            goto fallback;
+            goto decline;
         PyObject *name = field_bytes(PyTuple_GET_ITEM(pair, 0));
         if (name == NULL)
-            goto fallback_or_error;
+            goto decline_or_error;
         PyObject *value = field_bytes(PyTuple_GET_ITEM(pair, 1));
         if (value == NULL) {
             Py_DECREF(name);
-            goto fallback_or_error;
+            goto decline_or_error;
         }
-        names[done] = name;
-        values[done] = value;
+        f->names[i] = name;
+        f->values[i] = value;
+        f->count = i + 1;
         const unsigned char *n = (const unsigned char *)PyBytes_AS_STRING(name);
         const unsigned char *v = (const unsigned char *)PyBytes_AS_STRING(value);
         Py_ssize_t nlen = PyBytes_GET_SIZE(name), vlen = PyBytes_GET_SIZE(value);
         if (nlen == 0)
-            goto fallback_after;
-        for (Py_ssize_t i = 0; i < nlen; i++) {
-            if (!is_tchar[n[i]])
-                goto fallback_after;
+            goto decline;
+        for (Py_ssize_t k = 0; k < nlen; k++) {
+            if (!is_tchar[n[k]])
+                goto decline;
         }
-        for (Py_ssize_t i = 0; i < vlen; i++) {
-            if (!is_resp_value[v[i]])
-                goto fallback_after;
+        for (Py_ssize_t k = 0; k < vlen; k++) {
+            if (!is_resp_value[v[k]])
+                goto decline;
         }
         Py_ssize_t start = 0;
         while (start < vlen && (v[start] == ' ' || v[start] == '\t'))
             start++;
         while (vlen > start && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
             vlen--;
-        starts[done] = start;
-        lens[done] = vlen - start;
+        f->starts[i] = start;
+        f->lens[i] = vlen - start;
         if (name_is(n, nlen, "content-length")) {
-            if (length >= 0 || !parse_length(v + start, vlen - start, &length))
-                goto fallback_after;
+            if (f->length >= 0 || !parse_length(v + start, vlen - start, &f->length))
+                goto decline;
         }
         else if (name_is(n, nlen, "date"))
-            seen |= SEEN_DATE;
+            f->seen |= SEEN_DATE;
         else if (name_is(n, nlen, "server"))
-            seen |= SEEN_SERVER;
+            f->seen |= SEEN_SERVER;
         else if (name_is(n, nlen, "connection") || name_is(n, nlen, "transfer-encoding"))
-            goto fallback_after;
-        total += nlen + 2 + lens[done] + 2;
+            goto decline;
+        f->total += nlen + 2 + f->lens[i] + 2;
     }
-    PyObject *joined = PyBytes_FromStringAndSize(NULL, total);
-    if (joined == NULL)
-        goto cleanup;
-    char *out = PyBytes_AS_STRING(joined);
-    for (Py_ssize_t i = 0; i < count; i++) {
-        Py_ssize_t nlen = PyBytes_GET_SIZE(names[i]);
-        memcpy(out, PyBytes_AS_STRING(names[i]), nlen);
+    return 1;
+
+decline_or_error:
+    if (PyErr_Occurred()) {
+        release_fields(f);
+        return -1;
+    }
+decline:
+    release_fields(f);
+    return 0;
+}
+
+/* Write the joined "name: value\r\n" lines at out; returns the end. */
+static char *
+write_fields(const Fields *f, char *out)
+{
+    for (Py_ssize_t i = 0; i < f->count; i++) {
+        Py_ssize_t nlen = PyBytes_GET_SIZE(f->names[i]);
+        memcpy(out, PyBytes_AS_STRING(f->names[i]), nlen);
         out += nlen;
         *out++ = ':';
         *out++ = ' ';
-        memcpy(out, PyBytes_AS_STRING(values[i]) + starts[i], lens[i]);
-        out += lens[i];
+        memcpy(out, PyBytes_AS_STRING(f->values[i]) + f->starts[i], f->lens[i]);
+        out += f->lens[i];
         *out++ = '\r';
         *out++ = '\n';
     }
-    if (length >= 0)
-        result = Py_BuildValue("(NLi)", joined, length, seen);
-    else
-        result = Py_BuildValue("(NOi)", joined, Py_None, seen);
-    goto cleanup;
+    return out;
+}
 
-fallback_after:
-    done++; /* names[done] and values[done] were set: release them too */
-fallback:
-    result = Py_NewRef(Py_None);
-    goto cleanup;
-fallback_or_error:
-    if (!PyErr_Occurred())
-        result = Py_NewRef(Py_None);
-cleanup:
-    for (Py_ssize_t i = 0; i < done; i++) {
-        Py_DECREF(names[i]);
-        Py_DECREF(values[i]);
+/*
+ * scan_headers(headers)
+ *
+ * response.py's _scan_headers for plain fields: (joined "name: value\r\n" lines, the
+ * Content-Length or None, the seen bits). None to decline (see collect_fields).
+ */
+static PyObject *
+scan_headers(PyObject *self, PyObject *headers)
+{
+    Fields f;
+    int ok = collect_fields(headers, &f);
+    if (ok <= 0) {
+        if (ok < 0)
+            return NULL;
+        Py_RETURN_NONE;
     }
-    Py_DECREF(seq);
+    PyObject *result = NULL;
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, f.total);
+    if (joined != NULL) {
+        write_fields(&f, PyBytes_AS_STRING(joined));
+        if (f.length >= 0)
+            result = Py_BuildValue("(NLi)", joined, f.length, f.seen);
+        else
+            result = Py_BuildValue("(NOi)", joined, Py_None, f.seen);
+    }
+    release_fields(&f);
+    return result;
+}
+
+/*
+ * render_whole(status_line, headers, body, tail)
+ *
+ * A whole response with a body known in full, as full_response builds it in the common
+ * case: status_line, the app's plain fields, "Content-Length: len(body)" unless the app
+ * gave one (which must then equal it), tail (the Date, Server and Connection lines and the
+ * blank line), then body. None to decline: anything collect_fields declines, a Date or
+ * Server field from the app, or a Content-Length that differs from the body's.
+ */
+static PyObject *
+render_whole(PyObject *self, PyObject *args)
+{
+    PyObject *status_line, *headers, *body, *tail;
+    if (!PyArg_ParseTuple(args, "SOSS", &status_line, &headers, &body, &tail))
+        return NULL;
+    Fields f;
+    int ok = collect_fields(headers, &f);
+    if (ok <= 0) {
+        if (ok < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t body_len = PyBytes_GET_SIZE(body);
+    PyObject *result = NULL;
+    char length_line[48];
+    int length_len = 0;
+    if (f.seen || (f.length >= 0 && f.length != (long long)body_len)) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (f.length < 0)
+        length_len = snprintf(length_line, sizeof(length_line), "Content-Length: %zd\r\n",
+                              body_len);
+    Py_ssize_t size = PyBytes_GET_SIZE(status_line) + f.total + length_len +
+                      PyBytes_GET_SIZE(tail) + body_len;
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (result == NULL)
+        goto done;
+    char *out = PyBytes_AS_STRING(result);
+    memcpy(out, PyBytes_AS_STRING(status_line), PyBytes_GET_SIZE(status_line));
+    out += PyBytes_GET_SIZE(status_line);
+    out = write_fields(&f, out);
+    memcpy(out, length_line, length_len);
+    out += length_len;
+    memcpy(out, PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail));
+    out += PyBytes_GET_SIZE(tail);
+    memcpy(out, PyBytes_AS_STRING(body), body_len);
+done:
+    release_fields(&f);
     return result;
 }
 
@@ -432,6 +518,8 @@ static PyMethodDef methods[] = {
      "One clean, complete request at data[pos] as a tuple, or None (the Python path decides)."},
     {"scan_headers", scan_headers, METH_O,
      "Response fields checked and joined, or None (the Python path decides)."},
+    {"render_whole", render_whole, METH_VARARGS,
+     "A whole response with its body in one bytes object, or None (the Python path decides)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -16,24 +16,25 @@ class DateCache:
         self._clock = clock
         self._second = -1
         self._value = b""
-        self._fields: dict[bytes, bytes] = {}
+        self._fields: dict[bytes, tuple[bytes, bytes]] = {}
 
     def header_value(self) -> bytes:
-        second = int(self._clock())
-        if second != self._second:
-            self._refresh(second)
+        now = self._clock()
+        if not self._second <= now < self._second + 1:  # a new second (or the clock went back)
+            self._refresh(int(now))
         return self._value
 
-    def fields(self, server_header: bytes) -> bytes:
-        """The ``Date`` and ``Server`` field lines together, as most responses end."""
-        second = int(self._clock())
-        if second != self._second:
-            self._refresh(second)
-        lines = self._fields.get(server_header)
-        if lines is None:
-            lines = b"Date: %s\r\nServer: %s\r\n" % (self._value, server_header)
-            if len(self._fields) < 8:
-                self._fields[server_header] = lines
+    def fields(self, server_header: bytes, end: bytes = b"") -> bytes:
+        """The ``Date`` and ``Server`` field lines, then ``end``: how most heads end."""
+        now = self._clock()
+        if not self._second <= now < self._second + 1:  # a new second (or the clock went back)
+            self._refresh(int(now))
+        entry = self._fields.get(end)  # a server has one Server value: keyed by end alone
+        if entry is not None and entry[0] is server_header:
+            return entry[1]
+        lines = b"Date: %s\r\nServer: %s\r\n%s" % (self._value, server_header, end)
+        if len(self._fields) < 16:
+            self._fields[end] = (server_header, lines)
         return lines
 
     def _refresh(self, second: int) -> None:

@@ -40,7 +40,7 @@ from http import HTTPStatus
 from threadloom.errors import LocalProtocolError
 from threadloom.protocols.http1.dates import DEFAULT_DATES
 from threadloom.protocols.http1.request import Request
-from threadloom.protocols.http1.speedups import scan_headers
+from threadloom.protocols.http1.speedups import render_whole, scan_headers
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -63,11 +63,11 @@ _DATE_OR_SERVER = 1 << _DATE | 1 << _SERVER
 _CACHE_MAX = 2048
 _CACHE_VALUE_MAX = 200
 _LINES: dict[tuple[str | bytes, str | bytes], tuple[bytes, int, bytes]] = {}
-_STATUS_LINES: dict[tuple[int, str | None], bytes] = {}
+_STATUS_LINES: dict[int | tuple[int, str], bytes] = {}  # keyed by status alone if no reason
 
 
 def _status_line(status: int, reason: str | None) -> bytes:
-    line = _STATUS_LINES.get((status, reason))
+    line = _STATUS_LINES.get(status if reason is None else (status, reason))
     if line is None:
         if not 100 <= status <= 999:
             raise LocalProtocolError(f"invalid status {status!r}")
@@ -76,7 +76,7 @@ def _status_line(status: int, reason: str | None) -> bytes:
             raise LocalProtocolError(f"invalid reason phrase {phrase!r}")
         line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
         if len(_STATUS_LINES) < 512:
-            _STATUS_LINES[(status, reason)] = line
+            _STATUS_LINES[status if reason is None else (status, reason)] = line
     return line
 
 
@@ -244,6 +244,27 @@ def full_response(
     length of ``body`` (or the app's own) but not its bytes. Otherwise an app Content-Length
     other than ``len(body)`` raises :class:`LocalProtocolError`.
     """
+    if (
+        render_whole is not None
+        and request is not None
+        and server_header
+        and not close
+        and status >= 200
+        and status not in _NO_BODY_STATUS
+        and request.method != "HEAD"
+    ):
+        keep_alive = request.keep_alive
+        if not keep_alive:
+            end = b"Connection: close\r\n\r\n"
+        elif request.http_version == "1.0":
+            end = b"Connection: keep-alive\r\n\r\n"
+        else:
+            end = b"\r\n"
+        whole = render_whole(
+            _status_line(status, reason), headers, body, DEFAULT_DATES.fields(server_header, end)
+        )
+        if whole is not None:  # None: the app's fields need the checks below
+            return whole, keep_alive
     lines = [_status_line(status, reason)]
     length, seen, app_close = _scan_headers(lines, headers, status)
     keep_alive = request is not None and request.keep_alive and not (close or app_close)
