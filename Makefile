@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: run test lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml setup.py Makefile src/threadloom/protocols/http1/_speedups.c
+$(STAMP): pyproject.toml setup.py Makefile src/threadloom/protocols/http1/_speedups.c src/threadloom/interfaces/_wsgi.c
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "threadloom needs Python >= 3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -1,4 +1,4 @@
-"""The C fast paths (``protocols/http1/_speedups.c``) against the pure-Python path they skip.
+"""The C fast paths (``_speedups.c``, ``interfaces/_wsgi.c``) against the Python they skip.
 
 The contract (``_speedups.c``): for any input the C code either does exactly what the Python
 code does, or declines (None) and lets the Python code run. So every test here runs the same
@@ -23,6 +23,8 @@ from hypothesis import strategies as st
 
 from tests.corpus.http1.loader import load_cases
 from threadloom.errors import LocalProtocolError, RemoteProtocolError
+from threadloom.interfaces import wsgi
+from threadloom.interfaces.wsgi import WSGIRunner
 from threadloom.protocols.http1 import (
     ServerConnection,
     connection,
@@ -47,6 +49,7 @@ def test_extension_is_in_use() -> None:
     assert connection.parse_request is not None
     assert response.scan_headers is not None
     assert response.render_whole is not None
+    assert wsgi._c_environ is not None
 
 
 @contextmanager
@@ -260,3 +263,44 @@ def test_fast_requests_have_every_slot_set() -> None:
         for slot in cls.__slots__:
             getattr(obj, slot)  # AttributeError if unset
     assert request.body.take() == b"hi"
+
+
+# -- the WSGI environ (interfaces/_wsgi.c) ---------------------------------------------------
+
+PATHS = st.sampled_from([b"/", b"/a%20b", b"/%zz%4", b"/%41%", b"/p%C3%A9", b"/\xe9", b"/a%2Fb"])
+HEADER_NAMES = st.sampled_from([b"host", b"cookie", b"x-a", b"x_a", b"content-type",
+                                b"content-length", b"accept", b"x-forwarded-for"])  # fmt: skip
+HEADER_VALUES = st.sampled_from([b"", b"a", b"\xe9\xff", b"a, b", b" x "])
+CLIENTS = st.sampled_from([("127.0.0.1", 5555), ("::1", 80, 0, 0), None, "unix-peer"])
+
+
+@SETTINGS
+@given(
+    method=st.sampled_from(["GET", "POST", "M-SEARCH"]),
+    path=PATHS,
+    query=st.sampled_from([b"", b"a=1&b=%20", b"\xe9"]),
+    version=st.sampled_from(["1.1", "1.0", "2.0"]),
+    headers=st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=8),
+    client=CLIENTS,
+)
+def test_environ_same_either_way(
+    method: str,
+    path: bytes,
+    query: bytes,
+    version: str,
+    headers: list[tuple[bytes, bytes]],
+    client: Any,
+) -> None:
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        return []
+
+    runner = WSGIRunner(app, server_name="h", server_port="80", url_scheme="http", multithread=True)
+    request = Request()
+    request.method, request.path, request.query, request.http_version = method, path, query, version
+    request.target = path + (b"?" + query if query else b"")
+    request.headers = headers
+    body = object()
+    fast = runner.environ(request, body, client)
+    slow = runner.environ_py(request, body, client)
+    assert fast == slow
+    assert fast["wsgi.input"] is body

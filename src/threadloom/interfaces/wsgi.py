@@ -41,8 +41,16 @@ from threadloom.protocols.http1 import (
     full_response,
     response_head,
 )
+from threadloom.protocols.http1.speedups import ACTIVE as SPEEDUPS_ACTIVE
 
 log = logging.getLogger("threadloom.app")
+_c_environ: Callable[..., dict[str, Any]] | None = None
+if SPEEDUPS_ACTIVE:  # off without a compiler at install time, or THREADLOOM_PURE_PYTHON=1
+    try:
+        from threadloom.interfaces._wsgi import environ as _c_environ
+    except ImportError:
+        pass
+
 #: A tuple: isinstance with an ``X | Y`` union is several times slower.
 _SEQUENCES = (list, tuple)
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
@@ -133,6 +141,12 @@ class WSGIRunner:
 
     def environ(self, request: Request, body: BinaryIO | Any, client: Any) -> dict[str, Any]:
         """The PEP 3333 environ for ``request`` (header names with ``_`` are dropped)."""
+        if _c_environ is not None:  # the same, in C (interfaces/_wsgi.c)
+            return _c_environ(self.template, request, body, client, _ENV_KEYS)
+        return self.environ_py(request, body, client)
+
+    def environ_py(self, request: Request, body: BinaryIO | Any, client: Any) -> dict[str, Any]:
+        """:meth:`environ` in Python: the reference the C version is tested against."""
         env = self.template.copy()
         env["REQUEST_METHOD"] = request.method
         path = request.path
