@@ -246,6 +246,7 @@ def full_response(
     """
     if (
         render_whole is not None
+        and type(body) is bytes  # a bytearray takes the Python path (it accepts one)
         and request is not None
         and server_header
         and not close
