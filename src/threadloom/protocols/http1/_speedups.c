@@ -195,46 +195,31 @@ parse_request(PyObject *self, PyObject *args)
         if (counted > max_head || PyList_GET_SIZE(headers) >= max_headers)
             goto fallback;
 
-        switch (name_len) {
-        case 4:
-            if (name_is(name, name_len, "host")) {
-                if (host_seen)
-                    goto fallback;
-                host_seen = 1;
-            }
-            break;
-        case 6:
-            if (name_is(name, name_len, "expect"))
+        /* what the Python path must see: framing, 100-continue, upgrades (name_is checks
+           the length first, so a field of any other length costs one compare each) */
+        if (name_is(name, name_len, "transfer-encoding") || name_is(name, name_len, "expect") ||
+            name_is(name, name_len, "upgrade"))
+            goto fallback;
+        if (name_is(name, name_len, "host")) {
+            if (host_seen)
                 goto fallback;
-            break;
-        case 7:
-            if (name_is(name, name_len, "upgrade"))
+            host_seen = 1;
+        }
+        else if (name_is(name, name_len, "connection")) {
+            if (connection_seen)
                 goto fallback;
-            break;
-        case 10:
-            if (name_is(name, name_len, "connection")) {
-                if (connection_seen)
-                    goto fallback;
-                connection_seen = 1;
-                if (name_is(value, value_len, "close"))
-                    close = 1;
-                else if (name_is(value, value_len, "keep-alive"))
-                    keep_alive_token = 1;
-                else
-                    goto fallback;
-            }
-            break;
-        case 14:
-            if (name_is(name, name_len, "content-length")) {
-                if (content_length >= 0 || !parse_length(value, value_len, &content_length) ||
-                    content_length > max_body)
-                    goto fallback;
-            }
-            break;
-        case 17:
-            if (name_is(name, name_len, "transfer-encoding"))
+            connection_seen = 1;
+            if (name_is(value, value_len, "close"))
+                close = 1;
+            else if (name_is(value, value_len, "keep-alive"))
+                keep_alive_token = 1;
+            else
                 goto fallback;
-            break;
+        }
+        else if (name_is(name, name_len, "content-length")) {
+            if (content_length >= 0 || !parse_length(value, value_len, &content_length) ||
+                content_length > max_body)
+                goto fallback;
         }
 
         PyObject *pname = lower_bytes(name, name_len);
