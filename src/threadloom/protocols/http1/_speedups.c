@@ -399,6 +399,13 @@ decline:
     return 0;
 }
 
+/* What a caller of collect_fields returns when it did not get 1: NULL on an error, else None. */
+static PyObject *
+declined(int ok)
+{
+    return ok < 0 ? NULL : Py_NewRef(Py_None);
+}
+
 /* Write the joined "name: value\r\n" lines at out; returns the end. */
 static char *
 write_fields(const Fields *f, char *out)
@@ -428,11 +435,8 @@ scan_headers(PyObject *self, PyObject *headers)
 {
     Fields f;
     int ok = collect_fields(headers, &f);
-    if (ok <= 0) {
-        if (ok < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
+    if (ok <= 0)
+        return declined(ok);
     PyObject *result = NULL;
     PyObject *joined = PyBytes_FromStringAndSize(NULL, f.total);
     if (joined != NULL) {
@@ -463,11 +467,8 @@ render_whole(PyObject *self, PyObject *args)
         return NULL;
     Fields f;
     int ok = collect_fields(headers, &f);
-    if (ok <= 0) {
-        if (ok < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
+    if (ok <= 0)
+        return declined(ok);
     Py_ssize_t body_len = PyBytes_GET_SIZE(body);
     PyObject *result = NULL;
     char length_line[48];
