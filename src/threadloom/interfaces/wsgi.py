@@ -256,6 +256,19 @@ def _env_key(name: bytes) -> str:
     return key
 
 
+#: "200 OK" -> (200, "OK"): apps send a handful of distinct status lines, over and over.
+_STATUSES: dict[str, tuple[int, str]] = {}
+
+
+def _parse_status(status: Any) -> tuple[int, str]:
+    if not isinstance(status, str) or len(status) < 3 or not status[:3].isdigit():
+        raise LocalProtocolError(f"bad status {status!r}: expected '200 OK'")
+    parsed = int(status[:3]), status[4:]
+    if len(_STATUSES) < 256:
+        _STATUSES[status] = parsed
+    return parsed
+
+
 class _Exchange:
     """Per-request response state: start_response, write() and sending the result."""
 
@@ -292,10 +305,10 @@ class _Exchange:
                 raise exc_info[1].with_traceback(exc_info[2])
         elif self.headers is not None:
             raise LocalProtocolError("start_response called twice without exc_info")
-        if not isinstance(status, str) or len(status) < 3 or not status[:3].isdigit():
-            raise LocalProtocolError(f"bad status {status!r}: expected '200 OK'")
-        self.status = int(status[:3])
-        self.reason = status[4:]
+        parsed = _STATUSES.get(status) if type(status) is str else None
+        if parsed is None:
+            parsed = _parse_status(status)
+        self.status, self.reason = parsed
         self.headers = list(headers)
         if self.request_id is not None:
             for name, _ in self.headers:
