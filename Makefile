@@ -27,8 +27,11 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
+	@echo "the HTTP tests again, pure Python (as without a C compiler):"
+	THREADLOOM_PURE_PYTHON=1 $(BIN)/python -m pytest -q tests/http1 tests/asgi tests/protocols
 
 test: lint typecheck unit
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build src/*.egg-info
+	find src -name '*.so' -delete

@@ -35,10 +35,14 @@ from threadloom.protocols.http1 import (
 from threadloom.protocols.http1.limits import HTTPLimits
 from threadloom.protocols.http1.request import Request, RequestBody
 
-pytestmark = pytest.mark.skipif(
-    not speedups.ACTIVE and os.environ.get("THREADLOOM_REQUIRE_TOOLS") != "1",
-    reason="threadloom.protocols.http1._speedups is not built (no C compiler at install time)",
-)
+SWITCHED_OFF = os.environ.get("THREADLOOM_PURE_PYTHON", "") in ("1", "true", "yes")
+pytestmark = [
+    pytest.mark.skipif(SWITCHED_OFF, reason="THREADLOOM_PURE_PYTHON=1: the C paths are off"),
+    pytest.mark.skipif(
+        not speedups.ACTIVE and os.environ.get("THREADLOOM_REQUIRE_TOOLS") != "1",
+        reason="the C extensions are not built (no C compiler at install time)",
+    ),
+]
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CASES = load_cases("invalid") + load_cases("valid")
 
