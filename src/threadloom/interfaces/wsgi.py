@@ -269,20 +269,20 @@ def _parse_status(status: Any) -> tuple[int, str]:
     return parsed
 
 
-class _Exchange:
-    """Per-request response state: start_response, write() and sending the result."""
+class _Exchange(Outcome):
+    """Per-request response state: start_response, write() and sending the result.
+
+    It is its own :class:`Outcome` once :meth:`outcome` (or :meth:`fail`) has settled
+    ``keep_alive``: one object per request instead of two.
+    """
 
     __slots__ = (
         "framer",
         "headers",
-        "keep_alive",
         "keep_alive_whole",
         "reason",
         "request",
-        "request_id",
-        "sent",
         "sink",
-        "status",
     )
 
     def __init__(self, request: Request, sink: ResponseSink, request_id: str | None) -> None:
@@ -295,7 +295,8 @@ class _Exchange:
         self.framer: ResponseFramer | None = None
         self.keep_alive_whole: bool | None = None
         self.sent = 0
-        self.keep_alive = request.keep_alive
+        self.keep_alive = request.keep_alive  # until outcome(): no error has ruled it out
+        self.remote = None
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
@@ -390,10 +391,13 @@ class _Exchange:
             except OSError:
                 pass
             self.status = 500
-        return Outcome(self.status, self.sent, False)
+        self.keep_alive = False
+        return self
 
     def outcome(self) -> Outcome:
+        """Settle ``keep_alive`` now that the response is sent; the exchange is its outcome."""
         if self.keep_alive_whole is not None:
-            return Outcome(self.status, self.sent, self.keep_alive and self.keep_alive_whole)
-        keep = self.keep_alive and self.framer is not None and self.framer.keep_alive
-        return Outcome(self.status, self.sent, keep)
+            self.keep_alive = self.keep_alive and self.keep_alive_whole
+        else:
+            self.keep_alive = self.keep_alive and self.framer is not None and self.framer.keep_alive
+        return self

@@ -123,7 +123,9 @@ class PoolModel(ThreadModel):
             events = self.mux.epoll.poll(-1 if timeout is None else timeout)
             for fd, _ in events:
                 target = data.get(fd)
-                if target is None:
+                if type(target) is tuple:  # a connection, by far the most common
+                    self._read(fd, target)
+                elif target is None:
                     self.waker.drain()
                 elif isinstance(target, Listener):
                     if not self.stopping.is_set():
