@@ -28,7 +28,7 @@ from typing import IO, Any
 from threadloom.config import Config
 from threadloom.engine.accesslog import AccessLog
 from threadloom.engine.body import BodyReader
-from threadloom.engine.request_timeout import Deadline, GuardedSink, Watchdog, report
+from threadloom.engine.request_timeout import Deadline, GuardedSink, Watchdog, answer_timeout
 from threadloom.engine.session import Want
 from threadloom.engine.sockio import recv_waiting, send_all
 from threadloom.engine.ws import (
@@ -276,9 +276,7 @@ class HTTPSession:
 
     def _timed_out(self, deadline: Deadline, request: Request) -> None:
         """On the watchdog thread, under the deadline's lock: 503, shut down, log, count."""
-        report(deadline, request, self.addr, "under a thread model")
-        data = error_response(503)
-        STATS.request(503, time.monotonic() - deadline.began)
+        data = answer_timeout(deadline, request, self.addr, "under a thread model")
         self._send_quietly(data)
         self._log(request, 503, len(data))
         try:

@@ -29,7 +29,7 @@ from typing import IO, Any, cast
 from threadloom.engine.asgi_run import start_eagerly
 from threadloom.engine.body import BodyReader
 from threadloom.engine.http import DISPATCH_BODY_BYTES, DRAIN_LIMIT, HTTPSettings, body_wait
-from threadloom.engine.request_timeout import Deadline, report
+from threadloom.engine.request_timeout import Deadline, answer_timeout
 from threadloom.engine.session import AsyncRuntime
 from threadloom.engine.ws_aio import ASGIWebSocketCycle, AsyncWebSocket, serve_bare_handler
 from threadloom.errors import LocalProtocolError, RemoteProtocolError
@@ -284,9 +284,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _timed_out(self, deadline: Deadline, request: Request) -> None:
         """On the loop, under the deadline's lock: 503, close, log, count."""
-        report(deadline, request, self.addr, "on the asyncio model's thread pool")
-        data = error_response(503)
-        STATS.request(503, time.monotonic() - deadline.began)
+        data = answer_timeout(deadline, request, self.addr, "on the asyncio model's thread pool")
         self.write(data)
         self.log_access(request, 503, len(data))
         self.close()

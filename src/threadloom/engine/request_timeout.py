@@ -38,7 +38,8 @@ from collections.abc import Callable
 from typing import IO
 
 from threadloom.interfaces.wsgi import ResponseSink
-from threadloom.protocols.http1 import Request
+from threadloom.protocols.http1 import Request, error_response
+from threadloom.stats import STATS
 
 log = logging.getLogger("threadloom.http")
 
@@ -92,8 +93,9 @@ class Deadline:
         return True
 
 
-def report(deadline: Deadline, request: Request, client: object, where: str) -> None:
-    """Log a request that timed out, with where its thread is stuck."""
+def answer_timeout(deadline: Deadline, request: Request, client: object, where: str) -> bytes:
+    """Log a request that timed out (with where its thread is stuck), count its 503, and
+    return the 503 for the driver to send before it closes the connection."""
     frame = sys._current_frames().get(deadline.thread)
     stack = "".join(traceback.format_stack(frame, limit=STACK_FRAMES)) if frame else ""
     log.error(
@@ -107,6 +109,8 @@ def report(deadline: Deadline, request: Request, client: object, where: str) -> 
         where,
         stack.rstrip() or "(not started yet)",
     )
+    STATS.request(503, time.monotonic() - deadline.began)
+    return error_response(503)
 
 
 class GuardedSink:
