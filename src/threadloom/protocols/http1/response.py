@@ -183,15 +183,16 @@ def _finish_head(
     lines: list[bytes], seen: int, server_header: bytes, status: int, connection: bytes
 ) -> bytes:
     """Add Date, Server and Connection unless already there, and the blank line; join."""
+    if status < 200:
+        connection = b""
     if not seen & _DATE_OR_SERVER and server_header:  # the common case, cached per second
-        lines.append(DEFAULT_DATES.fields(server_header))
-    else:
-        if not seen & (1 << _DATE):
-            lines.append(b"Date: %s\r\n" % DEFAULT_DATES.header_value())
-        if server_header and not seen & (1 << _SERVER):
-            lines.append(b"Server: %s\r\n" % server_header)
-    if connection and status >= 200:
-        lines.append(connection)
+        lines.append(DEFAULT_DATES.head_end(server_header, connection))
+        return b"".join(lines)
+    if not seen & (1 << _DATE):
+        lines.append(b"Date: %s\r\n" % DEFAULT_DATES.header_value())
+    if server_header and not seen & (1 << _SERVER):
+        lines.append(b"Server: %s\r\n" % server_header)
+    lines.append(connection)
     lines.append(b"\r\n")
     return b"".join(lines)
 
@@ -255,15 +256,9 @@ def full_response(
         and request.method != "HEAD"
     ):
         keep_alive = request.keep_alive
-        if not keep_alive:
-            end = b"Connection: close\r\n\r\n"
-        elif request.http_version == "1.0":
-            end = b"Connection: keep-alive\r\n\r\n"
-        else:
-            end = b"\r\n"
-        whole = render_whole(
-            _status_line(status, reason), headers, body, DEFAULT_DATES.fields(server_header, end)
-        )
+        connection = _connection_field(keep_alive, request.http_version == "1.0")
+        end = DEFAULT_DATES.head_end(server_header, connection)
+        whole = render_whole(_status_line(status, reason), headers, body, end)
         if whole is not None:  # None: the app's fields need the checks below
             return whole, keep_alive
     lines = [_status_line(status, reason)]
