@@ -27,6 +27,27 @@ def need_tool(name: str) -> str:
     return path
 
 
+def nginx_conf(prefix: object, http_block: str, error_log: str = "stderr notice") -> str:
+    """A whole nginx.conf for a test: no daemon, one worker, every path under ``prefix``,
+    and ``http_block`` (the test's ``server``/``upstream`` blocks) inside ``http``."""
+    return f"""
+daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {error_log};
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+{http_block}
+}}
+"""
+
+
 def talk(address: object, message: bytes = b"hi", timeout: float = 5.0) -> bytes:
     """Connect, send, read until the server closes: the tutorial's exchange from the client side."""
     family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET

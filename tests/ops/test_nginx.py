@@ -11,29 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_tool
+from tests.conftest import need_tool, nginx_conf
 from tests.ops.support import Proc, address, get, scaled
 
 Spawn = Callable[..., Proc]
 DEPLOY_MD = Path(__file__).parents[2] / "docs" / "deploy.md"
-
-#: The parts of nginx.conf that only a test needs: no daemon, everything under a temp prefix.
-MAIN = """
-daemon off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log stderr notice;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-{recipe}
-}}
-"""
 
 
 def recipe(ports: tuple[int, int], listen: int) -> str:
@@ -84,7 +66,7 @@ def test_nginx_balances_two_instances_and_survives_one_stopping(
     second = spawn("ops_apps:app", "--bind", "127.0.0.1:0", "--no-access-log")
     ports = (address(first.serving())[1], address(second.serving())[1])  # type: ignore[index]
     front = ("127.0.0.1", free_port())
-    nginx_in(MAIN.format(prefix=tmp_path, recipe=recipe(ports, front[1])))  # type: ignore[arg-type]
+    nginx_in(nginx_conf(tmp_path, recipe(ports, front[1])))  # type: ignore[arg-type]
     answers = [get(front) for _ in range(20)]
     assert {status for status, _ in answers} == {200}
     assert {int(body) for _, body in answers} == {first.pid, second.pid}

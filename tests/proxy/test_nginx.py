@@ -14,23 +14,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import need_tool
+from tests.conftest import need_tool, nginx_conf
 from tests.proxy import apps
 from threadloom.testing import MODELS, running_server, timeout_factor
 
-CONFIG = """
-daemon off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
+SERVER = """
     server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -42,7 +30,6 @@ http {{
             proxy_set_header X-Request-ID $request_id;
         }}
     }}
-}}
 """
 
 
@@ -58,7 +45,8 @@ def nginx_in_front(backend: int, source: str, prefix: Path) -> Iterator[tuple[st
     listener.listen(64)
     port = listener.getsockname()[1]
     conf = prefix / "nginx.conf"
-    conf.write_text(CONFIG.format(prefix=prefix, port=port, backend=backend, source=source))
+    server = SERVER.format(port=port, backend=backend, source=source)
+    conf.write_text(nginx_conf(prefix, server, error_log=f"{prefix}/error.log warn"))
     env = {**os.environ, "NGINX": f"{listener.fileno()};"}
     proc = subprocess.Popen(
         [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")],
