@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email.utils import formatdate
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from threadloom.errors import LocalProtocolError, RemoteProtocolError
 from threadloom.interfaces import wsgi
 from threadloom.interfaces.wsgi import WSGIRunner
 from threadloom.protocols.http1 import (
+    DEFAULT_DATES,
     ServerConnection,
     connection,
     full_response,
@@ -308,3 +310,23 @@ def test_environ_same_either_way(
     slow = runner.environ_py(request, body, client)
     assert fast == slow
     assert fast["wsgi.input"] is body
+
+
+@SETTINGS
+@given(second=st.integers(0, 253402300799))  # up to the end of year 9999
+def test_date_line_same_as_formatdate(second: int) -> None:
+    """The C fast path formats Date itself; it must say what dates.py's DateCache says."""
+    from threadloom.protocols.http1 import _speedups
+
+    assert _speedups.http_date(second) == formatdate(second, usegmt=True).encode("ascii")
+
+
+def test_fast_response_date_is_the_current_one() -> None:
+    request = Request()
+    request.method, request.http_version, request.keep_alive = "GET", "1.1", True
+    for _ in range(3):  # the second may turn between the two reads
+        data, _ = full_response(request, 200, [], b"")
+        if DEFAULT_DATES.header_value() in data:
+            break
+    else:
+        raise AssertionError(f"{data!r} does not carry {DEFAULT_DATES.header_value()!r}")

@@ -19,6 +19,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#include <time.h>
 
 /* RFC 9110 tchar: field names and methods. */
 static unsigned char is_tchar[256];
@@ -283,19 +284,24 @@ error:
     return NULL;
 }
 
-/* Bytes of a str (latin-1) or bytes field; NULL with no exception set means "fall back". */
-static PyObject *
-field_bytes(PyObject *obj)
+/* The bytes of a bytes field, or of a str field whose characters are all below 256 (its
+ * latin-1 encoding, read in place); 0 to decline anything else. Borrowed: the caller's
+ * header list keeps them alive, and no Python code runs while they are used. */
+static int
+field_text(PyObject *obj, const unsigned char **text, Py_ssize_t *len)
 {
-    if (PyBytes_CheckExact(obj))
-        return Py_NewRef(obj);
-    if (PyUnicode_CheckExact(obj)) {
-        PyObject *encoded = PyUnicode_AsLatin1String(obj);
-        if (encoded == NULL)
-            PyErr_Clear();
-        return encoded;
+    if (PyBytes_CheckExact(obj)) {
+        *text = (const unsigned char *)PyBytes_AS_STRING(obj);
+        *len = PyBytes_GET_SIZE(obj);
+        return 1;
     }
-    return NULL;
+    if (PyUnicode_CheckExact(obj) && PyUnicode_IS_READY(obj) &&
+        PyUnicode_KIND(obj) == PyUnicode_1BYTE_KIND) {
+        *text = PyUnicode_1BYTE_DATA(obj);
+        *len = PyUnicode_GET_LENGTH(obj);
+        return 1;
+    }
+    return 0;
 }
 
 /* The seen bits of response.py: 1 << _DATE and 1 << _SERVER. */
@@ -305,28 +311,18 @@ field_bytes(PyObject *obj)
 /* The checked fields of one response, before they are joined. */
 #define MAX_FIELDS 64
 typedef struct {
-    PyObject *names[MAX_FIELDS], *values[MAX_FIELDS]; /* owned bytes */
+    const unsigned char *names[MAX_FIELDS], *values[MAX_FIELDS]; /* borrowed (field_text) */
+    Py_ssize_t name_lens[MAX_FIELDS];
     Py_ssize_t starts[MAX_FIELDS], lens[MAX_FIELDS];   /* the value without OWS */
     Py_ssize_t count, total;                           /* fields, bytes once joined */
     long long length;                                  /* Content-Length, -1 if none */
     int seen;                                          /* SEEN_DATE | SEEN_SERVER */
 } Fields;
 
-static void
-release_fields(Fields *f)
-{
-    for (Py_ssize_t i = 0; i < f->count; i++) {
-        Py_DECREF(f->names[i]);
-        Py_DECREF(f->values[i]);
-    }
-    f->count = 0;
-}
-
 /*
  * Check a list or tuple of (name, value) pairs of str or bytes as response.py's
  * _header_line and _scan_headers do: 1 when every field is plain, 0 to decline (anything
- * else, every invalid field included, and Connection or Transfer-Encoding), -1 on a Python
- * error. On 0 and -1 nothing is left to release.
+ * else, every invalid field included, and Connection or Transfer-Encoding). Never raises.
  */
 static int
 collect_fields(PyObject *headers, Fields *f)
@@ -343,30 +339,25 @@ collect_fields(PyObject *headers, Fields *f)
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *pair = items[i];
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
-            goto decline;
-        PyObject *name = field_bytes(PyTuple_GET_ITEM(pair, 0));
-        if (name == NULL)
-            goto decline_or_error;
-        PyObject *value = field_bytes(PyTuple_GET_ITEM(pair, 1));
-        if (value == NULL) {
-            Py_DECREF(name);
-            goto decline_or_error;
-        }
-        f->names[i] = name;
-        f->values[i] = value;
+            return 0;
+        const unsigned char *n, *v;
+        Py_ssize_t nlen, vlen;
+        if (!field_text(PyTuple_GET_ITEM(pair, 0), &n, &nlen) ||
+            !field_text(PyTuple_GET_ITEM(pair, 1), &v, &vlen))
+            return 0;
+        f->names[i] = n;
+        f->values[i] = v;
+        f->name_lens[i] = nlen;
         f->count = i + 1;
-        const unsigned char *n = (const unsigned char *)PyBytes_AS_STRING(name);
-        const unsigned char *v = (const unsigned char *)PyBytes_AS_STRING(value);
-        Py_ssize_t nlen = PyBytes_GET_SIZE(name), vlen = PyBytes_GET_SIZE(value);
         if (nlen == 0)
-            goto decline;
+            return 0;
         for (Py_ssize_t k = 0; k < nlen; k++) {
             if (!is_tchar[n[k]])
-                goto decline;
+                return 0;
         }
         for (Py_ssize_t k = 0; k < vlen; k++) {
             if (!is_resp_value[v[k]])
-                goto decline;
+                return 0;
         }
         Py_ssize_t start = 0;
         while (start < vlen && (v[start] == ' ' || v[start] == '\t'))
@@ -377,33 +368,17 @@ collect_fields(PyObject *headers, Fields *f)
         f->lens[i] = vlen - start;
         if (name_is(n, nlen, "content-length")) {
             if (f->length >= 0 || !parse_length(v + start, vlen - start, &f->length))
-                goto decline;
+                return 0;
         }
         else if (name_is(n, nlen, "date"))
             f->seen |= SEEN_DATE;
         else if (name_is(n, nlen, "server"))
             f->seen |= SEEN_SERVER;
         else if (name_is(n, nlen, "connection") || name_is(n, nlen, "transfer-encoding"))
-            goto decline;
+            return 0;
         f->total += nlen + 2 + f->lens[i] + 2;
     }
     return 1;
-
-decline_or_error:
-    if (PyErr_Occurred()) {
-        release_fields(f);
-        return -1;
-    }
-decline:
-    release_fields(f);
-    return 0;
-}
-
-/* What a caller of collect_fields returns when it did not get 1: NULL on an error, else None. */
-static PyObject *
-declined(int ok)
-{
-    return ok < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 /* Write the joined "name: value\r\n" lines at out; returns the end. */
@@ -411,12 +386,11 @@ static char *
 write_fields(const Fields *f, char *out)
 {
     for (Py_ssize_t i = 0; i < f->count; i++) {
-        Py_ssize_t nlen = PyBytes_GET_SIZE(f->names[i]);
-        memcpy(out, PyBytes_AS_STRING(f->names[i]), nlen);
-        out += nlen;
+        memcpy(out, f->names[i], f->name_lens[i]);
+        out += f->name_lens[i];
         *out++ = ':';
         *out++ = ' ';
-        memcpy(out, PyBytes_AS_STRING(f->values[i]) + f->starts[i], f->lens[i]);
+        memcpy(out, f->values[i] + f->starts[i], f->lens[i]);
         out += f->lens[i];
         *out++ = '\r';
         *out++ = '\n';
@@ -434,9 +408,8 @@ static PyObject *
 scan_headers(PyObject *self, PyObject *headers)
 {
     Fields f;
-    int ok = collect_fields(headers, &f);
-    if (ok <= 0)
-        return declined(ok);
+    if (!collect_fields(headers, &f))
+        Py_RETURN_NONE;
     PyObject *result = NULL;
     PyObject *joined = PyBytes_FromStringAndSize(NULL, f.total);
     if (joined != NULL) {
@@ -446,56 +419,146 @@ scan_headers(PyObject *self, PyObject *headers)
         else
             result = Py_BuildValue("(NOi)", joined, Py_None, f.seen);
     }
-    release_fields(&f);
     return result;
 }
 
+/* The Date line of the current second, formatted at most once a second (like dates.py's
+ * DateCache, which formats the same text with email.utils.formatdate). Only touched with
+ * the GIL held. */
+static char date_line[64];
+static Py_ssize_t date_len;
+static time_t date_second = -1;
+
+static const char *const WEEKDAYS[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+static const char *const MONTHS[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+/* "Date: <IMF-fixdate>\r\n" for `second` into date_line; 0 if the clock makes no sense. */
+static int
+format_date(time_t second)
+{
+    struct tm tm;
+    if (gmtime_r(&second, &tm) == NULL || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0)
+        return 0;
+    int n = snprintf(date_line, sizeof(date_line), "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+                     WEEKDAYS[tm.tm_wday], tm.tm_mday, MONTHS[tm.tm_mon], tm.tm_year + 1900,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (n <= 0 || n >= (int)sizeof(date_line))
+        return 0;
+    date_len = n;
+    date_second = second;
+    return 1;
+}
+
+/* http_date(second) -> the IMF-fixdate text of dates.py, for the tests. */
+static PyObject *
+http_date(PyObject *self, PyObject *arg)
+{
+    long long second = PyLong_AsLongLong(arg);
+    if (second == -1 && PyErr_Occurred())
+        return NULL;
+    if (!format_date((time_t)second))
+        Py_RETURN_NONE;
+    PyObject *text = PyBytes_FromStringAndSize(date_line + 6, date_len - 8);
+    date_second = -1; /* the next response formats the current second again */
+    return text;
+}
+
+static PyObject *a_method, *a_keep_alive, *a_http_version, *method_head;
+
+#define SERVER_LINE "Server: threadloom\r\n"
+#define KEEP_ALIVE_LINE "Connection: keep-alive\r\n"
+#define CLOSE_LINE "Connection: close\r\n"
+
+/* The Connection line of response.py's _connection_field, or NULL to decline. */
+static const char *
+connection_line(PyObject *request)
+{
+    PyObject *keep_alive = PyObject_GetAttr(request, a_keep_alive);
+    PyObject *version = keep_alive ? PyObject_GetAttr(request, a_http_version) : NULL;
+    const char *line = NULL;
+    if (version != NULL && (keep_alive == Py_True || keep_alive == Py_False)) {
+        int http10 = version == version_10 || (PyUnicode_Check(version) &&
+                                                PyUnicode_CompareWithASCIIString(version, "1.0") == 0);
+        line = keep_alive == Py_False ? CLOSE_LINE : http10 ? KEEP_ALIVE_LINE : "";
+    }
+    Py_XDECREF(keep_alive);
+    Py_XDECREF(version);
+    PyErr_Clear();
+    return line;
+}
+
 /*
- * render_whole(status_line, headers, body, tail)
+ * render_whole(request, status, status_line, headers, body)
  *
- * A whole response with a body known in full, as full_response builds it in the common
- * case: status_line, the app's plain fields, "Content-Length: len(body)" unless the app
- * gave one (which must then equal it), tail (the Date, Server and Connection lines and the
- * blank line), then body. None to decline: anything collect_fields declines, a Date or
- * Server field from the app, or a Content-Length that differs from the body's.
+ * A whole response with a body known in full, as response.py's full_response builds it in
+ * the common case: status_line, the app's plain fields, "Content-Length: len(body)" unless
+ * the app gave one (which must then equal it), the Date, Server and Connection lines, the
+ * blank line, then body. None to decline: a body that is not bytes, a 1xx, 204 or 304, a
+ * HEAD request, anything collect_fields declines, a Date or Server field from the app, or a
+ * Content-Length that differs from the body's.
  */
 static PyObject *
-render_whole(PyObject *self, PyObject *args)
+render_whole(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *status_line, *headers, *body, *tail;
-    if (!PyArg_ParseTuple(args, "SOSS", &status_line, &headers, &body, &tail))
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "render_whole takes 5 arguments");
         return NULL;
+    }
+    PyObject *request = args[0], *status_line = args[2], *headers = args[3], *body = args[4];
+    long status = PyLong_Check(args[1]) ? PyLong_AsLong(args[1]) : -1;
+    if (status == -1 && PyErr_Occurred())
+        PyErr_Clear();
+    if (status < 200 || status == 204 || status == 304 || !PyBytes_CheckExact(status_line) ||
+        !PyBytes_CheckExact(body))
+        Py_RETURN_NONE;
+    PyObject *method = PyObject_GetAttr(request, a_method);
+    if (method == NULL) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    int head = method == method_head || !PyUnicode_Check(method) ||
+               PyUnicode_CompareWithASCIIString(method, "HEAD") == 0;
+    Py_DECREF(method);
+    const char *connection = head ? NULL : connection_line(request);
+    if (connection == NULL)
+        Py_RETURN_NONE;
+    time_t now = time(NULL);
+    if (now != date_second && !format_date(now))
+        Py_RETURN_NONE;
     Fields f;
-    int ok = collect_fields(headers, &f);
-    if (ok <= 0)
-        return declined(ok);
+    if (!collect_fields(headers, &f))
+        Py_RETURN_NONE;
     Py_ssize_t body_len = PyBytes_GET_SIZE(body);
     PyObject *result = NULL;
     char length_line[48];
     int length_len = 0;
-    if (f.seen || (f.length >= 0 && f.length != (long long)body_len)) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
+    if (f.seen || (f.length >= 0 && f.length != (long long)body_len))
+        Py_RETURN_NONE;
     if (f.length < 0)
         length_len = snprintf(length_line, sizeof(length_line), "Content-Length: %zd\r\n",
                               body_len);
-    Py_ssize_t size = PyBytes_GET_SIZE(status_line) + f.total + length_len +
-                      PyBytes_GET_SIZE(tail) + body_len;
+    Py_ssize_t connection_len = (Py_ssize_t)strlen(connection);
+    Py_ssize_t size = PyBytes_GET_SIZE(status_line) + f.total + length_len + date_len +
+                      (Py_ssize_t)strlen(SERVER_LINE) + connection_len + 2 + body_len;
     result = PyBytes_FromStringAndSize(NULL, size);
     if (result == NULL)
-        goto done;
+        return NULL;
     char *out = PyBytes_AS_STRING(result);
     memcpy(out, PyBytes_AS_STRING(status_line), PyBytes_GET_SIZE(status_line));
     out += PyBytes_GET_SIZE(status_line);
     out = write_fields(&f, out);
     memcpy(out, length_line, length_len);
     out += length_len;
-    memcpy(out, PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail));
-    out += PyBytes_GET_SIZE(tail);
+    memcpy(out, date_line, date_len);
+    out += date_len;
+    memcpy(out, SERVER_LINE, strlen(SERVER_LINE));
+    out += strlen(SERVER_LINE);
+    memcpy(out, connection, connection_len);
+    out += connection_len;
+    *out++ = '\r';
+    *out++ = '\n';
     memcpy(out, PyBytes_AS_STRING(body), body_len);
-done:
-    release_fields(&f);
     return result;
 }
 
@@ -504,8 +567,9 @@ static PyMethodDef methods[] = {
      "One clean, complete request at data[pos] as a tuple, or None (the Python path decides)."},
     {"scan_headers", scan_headers, METH_O,
      "Response fields checked and joined, or None (the Python path decides)."},
-    {"render_whole", render_whole, METH_VARARGS,
+    {"render_whole", (PyCFunction)(void (*)(void))render_whole, METH_FASTCALL,
      "A whole response with its body in one bytes object, or None (the Python path decides)."},
+    {"http_date", http_date, METH_O, "The IMF-fixdate of a second, as the Date line has it."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -526,6 +590,12 @@ PyInit__speedups(void)
     version_10 = PyUnicode_InternFromString("1.0");
     version_11 = PyUnicode_InternFromString("1.1");
     if (version_10 == NULL || version_11 == NULL)
+        return NULL;
+    a_method = PyUnicode_InternFromString("method");
+    a_keep_alive = PyUnicode_InternFromString("keep_alive");
+    a_http_version = PyUnicode_InternFromString("http_version");
+    method_head = method_names[1];
+    if (a_method == NULL || a_keep_alive == NULL || a_http_version == NULL)
         return NULL;
     return PyModule_Create(&module);
 }

@@ -49,6 +49,8 @@ _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr
 _VALUE_OK = bytes(b for b in range(256) if b >= 0x20 and b != 0x7F) + b"\t"
 _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 _NO_BODY_STATUS = frozenset({204, 304})
+#: The Server field (the C fast path writes the same value).
+SERVER = b"threadloom"
 
 # What a header field means to the framing; any other name is _PLAIN.
 _PLAIN, _LENGTH, _DATE, _SERVER, _CONNECTION, _DROPPED = range(6)
@@ -203,7 +205,7 @@ def response_head(
     headers: Iterable[tuple[str | bytes, str | bytes]],
     *,
     reason: str | None = None,
-    server_header: bytes = b"threadloom",
+    server_header: bytes = SERVER,
     close: bool = False,
 ) -> tuple[bytes, ResponseFramer]:
     """Validate and serialise a response head; decide the body's framing (module docstring)."""
@@ -235,7 +237,7 @@ def full_response(
     body: bytes,
     *,
     reason: str | None = None,
-    server_header: bytes = b"threadloom",
+    server_header: bytes = SERVER,
     close: bool = False,
 ) -> tuple[bytes, bool]:
     """Head and whole body in one bytes object, and whether to keep the connection.
@@ -245,22 +247,10 @@ def full_response(
     length of ``body`` (or the app's own) but not its bytes. Otherwise an app Content-Length
     other than ``len(body)`` raises :class:`LocalProtocolError`.
     """
-    if (
-        render_whole is not None
-        and type(body) is bytes  # a bytearray takes the Python path (it accepts one)
-        and request is not None
-        and server_header
-        and not close
-        and status >= 200
-        and status not in _NO_BODY_STATUS
-        and request.method != "HEAD"
-    ):
-        keep_alive = request.keep_alive
-        connection = _connection_field(keep_alive, request.http_version == "1.0")
-        end = DEFAULT_DATES.head_end(server_header, connection)
-        whole = render_whole(_status_line(status, reason), headers, body, end)
-        if whole is not None:  # None: the app's fields need the checks below
-            return whole, keep_alive
+    if render_whole is not None and request is not None and not close and server_header == SERVER:
+        whole = render_whole(request, status, _status_line(status, reason), headers, body)
+        if whole is not None:  # None: not the plain case, which the code below decides
+            return whole, request.keep_alive
     lines = [_status_line(status, reason)]
     length, seen, app_close = _scan_headers(lines, headers, status)
     keep_alive = request is not None and request.keep_alive and not (close or app_close)

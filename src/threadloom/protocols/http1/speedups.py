@@ -14,7 +14,7 @@ from typing import Any
 
 parse_request: Callable[[bytes, int, int, int, int], tuple[Any, ...] | None] | None = None
 scan_headers: Callable[[Any], tuple[bytes, int | None, int] | None] | None = None
-render_whole: Callable[[bytes, Any, bytes, bytes], bytes | None] | None = None
+render_whole: Callable[[Any, int, bytes, Any, bytes], bytes | None] | None = None
 ACTIVE = False
 
 if os.environ.get("THREADLOOM_PURE_PYTHON", "") not in ("1", "true", "yes"):
