@@ -40,8 +40,10 @@ from threadloom.protocols.http1 import (
     error_response,
     full_response,
     response_head,
+    status_line,
 )
 from threadloom.protocols.http1.speedups import ACTIVE as SPEEDUPS_ACTIVE
+from threadloom.protocols.http1.speedups import render_whole
 
 log = logging.getLogger("threadloom.app")
 _c_environ: Callable[..., dict[str, Any]] | None = None
@@ -182,7 +184,10 @@ class WSGIRunner:
         id in ``HTTP_X_REQUEST_ID`` (the client's when sane, else a new one) and the
         response carries it as ``X-Request-ID`` unless the app set that header itself.
         """
-        env = self.environ(request, body, client)
+        if _c_environ is not None:
+            env = _c_environ(self.template, request, body, client, _ENV_KEYS)
+        else:
+            env = self.environ_py(request, body, client)
         remote = None
         if self.proxies is not None and self.proxies.trusts_client(client):
             remote = _forward(env, self.proxies)
@@ -200,7 +205,7 @@ class WSGIRunner:
         try:
             if type(result) is list and len(result) == 1 and exchange.framer is None:
                 exchange.send_whole(result[0])  # the common case, without the generic loop
-                return exchange.outcome()
+                return exchange  # send_whole settled keep_alive
             exchange.send_result(result)
         except OSError:
             exchange.keep_alive = False  # the peer went away: nothing more to say to it
@@ -256,14 +261,21 @@ def _env_key(name: bytes) -> str:
     return key
 
 
-#: "200 OK" -> (200, "OK"): apps send a handful of distinct status lines, over and over.
-_STATUSES: dict[str, tuple[int, str]] = {}
+#: "200 OK" -> (200, "OK", b"HTTP/1.1 200 OK\r\n"): apps send a handful of distinct status
+#: lines, over and over. The line is None when the HTTP core refuses the reason phrase (it
+#: says why when the response is framed).
+_STATUSES: dict[str, tuple[int, str, bytes | None]] = {}
 
 
-def _parse_status(status: Any) -> tuple[int, str]:
+def _parse_status(status: Any) -> tuple[int, str, bytes | None]:
     if not isinstance(status, str) or len(status) < 3 or not status[:3].isdigit():
         raise LocalProtocolError(f"bad status {status!r}: expected '200 OK'")
-    parsed = int(status[:3]), status[4:]
+    code, reason = int(status[:3]), status[4:]
+    try:
+        line: bytes | None = status_line(code, reason or None)
+    except LocalProtocolError:
+        line = None
+    parsed = code, reason, line
     if len(_STATUSES) < 256:
         _STATUSES[status] = parsed
     return parsed
@@ -280,6 +292,7 @@ class _Exchange(Outcome):
         "framer",
         "headers",
         "keep_alive_whole",
+        "line",
         "reason",
         "request",
         "sink",
@@ -291,6 +304,7 @@ class _Exchange(Outcome):
         self.request_id = request_id
         self.status = 0
         self.reason = ""
+        self.line: bytes | None = None
         self.headers: list[tuple[str, str]] | None = None
         self.framer: ResponseFramer | None = None
         self.keep_alive_whole: bool | None = None
@@ -309,7 +323,7 @@ class _Exchange(Outcome):
         parsed = _STATUSES.get(status) if type(status) is str else None
         if parsed is None:
             parsed = _parse_status(status)
-        self.status, self.reason = parsed
+        self.status, self.reason, self.line = parsed
         self.headers = list(headers)
         if self.request_id is not None:
             for name, _ in self.headers:
@@ -335,13 +349,26 @@ class _Exchange(Outcome):
         self._send(head + self.framer.body(first) if first else head)
 
     def send_whole(self, body: bytes) -> None:
-        """The common case, a body known in full: one buffer, Content-Length, no framer."""
+        """The common case, a body known in full: one buffer, Content-Length, no framer.
+
+        Settles ``keep_alive`` (the exchange is then its own outcome).
+        """
         if self.headers is None:
             raise LocalProtocolError("the app returned before calling start_response")
-        data, self.keep_alive_whole = full_response(
-            self.request, self.status, self.headers, body, reason=self.reason or None
-        )
-        self._send(data)
+        request = self.request
+        data = None
+        if render_whole is not None and self.line is not None:  # the C fast path, or None
+            data = render_whole(request, self.status, self.line, self.headers, body)
+        if data is None:
+            data, keep_alive = full_response(
+                request, self.status, self.headers, body, reason=self.reason or None
+            )
+        else:
+            keep_alive = request.keep_alive
+        self.keep_alive_whole = keep_alive
+        self.keep_alive = self.keep_alive and keep_alive
+        self.sink.send(data)
+        self.sent += len(data)
 
     def _send(self, data: bytes) -> None:
         self.sink.send(data)

@@ -15,6 +15,7 @@ from threadloom.protocols.http1.response import (
     error_response,
     full_response,
     response_head,
+    status_line,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "error_response",
     "full_response",
     "response_head",
+    "status_line",
 ]

@@ -68,7 +68,8 @@ _LINES: dict[tuple[str | bytes, str | bytes], tuple[bytes, int, bytes]] = {}
 _STATUS_LINES: dict[int | tuple[int, str], bytes] = {}  # keyed by status alone if no reason
 
 
-def _status_line(status: int, reason: str | None) -> bytes:
+def status_line(status: int, reason: str | None) -> bytes:
+    """``HTTP/1.1 <status> <reason>\r\n`` (the standard phrase when ``reason`` is None), cached."""
     line = _STATUS_LINES.get(status if reason is None else (status, reason))
     if line is None:
         if not 100 <= status <= 999:
@@ -209,7 +210,7 @@ def response_head(
     close: bool = False,
 ) -> tuple[bytes, ResponseFramer]:
     """Validate and serialise a response head; decide the body's framing (module docstring)."""
-    lines = [_status_line(status, reason)]
+    lines = [status_line(status, reason)]
     length, seen, app_close = _scan_headers(lines, headers, status)
     keep_alive = request is not None and request.keep_alive and not (close or app_close)
     http10 = request is None or request.http_version == "1.0"
@@ -248,10 +249,10 @@ def full_response(
     other than ``len(body)`` raises :class:`LocalProtocolError`.
     """
     if render_whole is not None and request is not None and not close and server_header == SERVER:
-        whole = render_whole(request, status, _status_line(status, reason), headers, body)
+        whole = render_whole(request, status, status_line(status, reason), headers, body)
         if whole is not None:  # None: not the plain case, which the code below decides
             return whole, request.keep_alive
-    lines = [_status_line(status, reason)]
+    lines = [status_line(status, reason)]
     length, seen, app_close = _scan_headers(lines, headers, status)
     keep_alive = request is not None and request.keep_alive and not (close or app_close)
     head_only = request is not None and request.method == "HEAD"
@@ -281,7 +282,7 @@ def error_response(status: int, message: str = "") -> bytes:
     extra = b"Retry-After: 1\r\n" if status == 503 else b""
     return b"".join(
         (
-            _status_line(status, None),
+            status_line(status, None),
             b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(text),
             b"Date: %s\r\nServer: threadloom\r\n%sConnection: close\r\n\r\n"
             % (DEFAULT_DATES.header_value(), extra),
