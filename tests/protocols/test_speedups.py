@@ -8,6 +8,7 @@ and its status, the response bytes and the exception raised.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import re
@@ -261,7 +262,7 @@ def test_pure_python_switch() -> None:
 
 
 def test_fast_requests_have_every_slot_set() -> None:
-    """``parsed_request`` skips ``__init__``: a slot added later must be set there too."""
+    """The C path builds requests without ``__init__``: every slot must still be set."""
     conn = ServerConnection()
     conn.receive_data(b"POST /a?b HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi")
     request = conn.requests.popleft()
@@ -269,6 +270,23 @@ def test_fast_requests_have_every_slot_set() -> None:
         for slot in cls.__slots__:
             getattr(obj, slot)  # AttributeError if unset
     assert request.body.take() == b"hi"
+    assert type(request) is Request and type(request.body) is RequestBody
+
+
+def test_binding_refuses_classes_it_does_not_know() -> None:
+    """A slot added to Request without teaching _speedups.c about it fails at import."""
+    from threadloom.protocols.http1 import _speedups
+
+    class Wider(Request):
+        __slots__ = ("extra",)
+
+    class Fewer:
+        __slots__ = ("chunks",)
+
+    with pytest.raises(TypeError, match="slots"):
+        _speedups.bind_types(Wider, RequestBody, collections.deque)
+    with pytest.raises(AttributeError):
+        _speedups.bind_types(Request, Fewer, collections.deque)
 
 
 # -- the WSGI environ (interfaces/_wsgi.c) ---------------------------------------------------

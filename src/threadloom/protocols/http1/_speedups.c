@@ -18,6 +18,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <string.h>
 #include <time.h>
 
@@ -108,13 +109,134 @@ static PyObject *method_names[8]; /* interned str for each of METHODS */
 static PyObject *version_10, *version_11;
 
 /*
+ * The request types of request.py, bound once by speedups.py (bind_types). A request is
+ * built the way CPython builds any instance of a class with __slots__: allocated, then each
+ * slot stored at the offset its member descriptor gives. Binding checks that every slot is
+ * a plain object slot, so nothing here can write where it should not.
+ */
+enum { R_METHOD, R_TARGET, R_PATH, R_QUERY, R_VERSION, R_HEADERS, R_KEEP_ALIVE, R_EXPECT,
+       R_LENGTH, R_CHUNKED, R_UPGRADE, R_BODY, R_COUNT };
+static const char *const REQUEST_SLOTS[] = {
+    "method", "target", "path", "query", "http_version", "headers", "keep_alive",
+    "expect_continue", "content_length", "chunked", "upgrade", "body", NULL};
+enum { B_CHUNKS, B_BUFFERED, B_RECEIVED, B_COMPLETE, B_TRUNCATED, B_COUNT };
+static const char *const BODY_SLOTS[] = {"chunks", "buffered", "received", "complete",
+                                         "truncated", NULL};
+static PyTypeObject *request_type, *body_type;
+static PyObject *deque_type;
+static Py_ssize_t request_offsets[R_COUNT], body_offsets[B_COUNT];
+
+/* The offsets of `names` in `type`, which must have exactly these slots; -1 on an error. */
+static int
+slot_offsets(PyTypeObject *type, const char *const *names, Py_ssize_t *offsets)
+{
+    PyObject *slots = PyObject_GetAttrString((PyObject *)type, "__slots__");
+    if (slots == NULL)
+        return -1;
+    Py_ssize_t count = PyObject_Length(slots);
+    Py_DECREF(slots);
+    Py_ssize_t i = 0;
+    for (; names[i]; i++) {
+        PyObject *descr = PyObject_GetAttrString((PyObject *)type, names[i]);
+        if (descr == NULL)
+            return -1;
+        int plain = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
+                    ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX &&
+                    !(((PyMemberDescrObject *)descr)->d_member->flags & READONLY);
+        if (plain)
+            offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+        if (!plain) {
+            PyErr_Format(PyExc_TypeError, "%s.%s is not a plain slot", type->tp_name, names[i]);
+            return -1;
+        }
+    }
+    if (count != i) {
+        PyErr_Format(PyExc_TypeError, "%s has %zd slots, the C path knows %zd", type->tp_name,
+                     count, i);
+        return -1;
+    }
+    return 0;
+}
+
+/* bind_types(Request, RequestBody, deque): what parse_request builds. */
+static PyObject *
+bind_types(PyObject *self, PyObject *args)
+{
+    PyTypeObject *request, *body;
+    PyObject *deque;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyType_Type, &request, &PyType_Type, &body, &deque))
+        return NULL;
+    Py_ssize_t new_request_offsets[R_COUNT], new_body_offsets[B_COUNT];
+    if (slot_offsets(request, REQUEST_SLOTS, new_request_offsets) < 0 ||
+        slot_offsets(body, BODY_SLOTS, new_body_offsets) < 0)
+        return NULL; /* the binding in use, if any, stays as it was */
+    memcpy(request_offsets, new_request_offsets, sizeof(request_offsets));
+    memcpy(body_offsets, new_body_offsets, sizeof(body_offsets));
+    Py_XSETREF(request_type, (PyTypeObject *)Py_NewRef(request));
+    Py_XSETREF(body_type, (PyTypeObject *)Py_NewRef(body));
+    Py_XSETREF(deque_type, Py_NewRef(deque));
+    Py_RETURN_NONE;
+}
+
+/* Store a new reference to `value` (stolen when `steal`) in a fresh instance's slot. */
+#define SET_SLOT(obj, offsets, slot, value) \
+    (*(PyObject **)((char *)(obj) + (offsets)[slot]) = (value))
+
+/* A Request (and its complete RequestBody) as request.py's classes hold one; steals the
+ * references it is given. */
+static PyObject *
+new_request(PyObject *method, PyObject *target, PyObject *path, PyObject *query,
+            PyObject *version, PyObject *headers, int keep_alive, PyObject *length,
+            PyObject *body)
+{
+    PyObject *chunks = PyBytes_GET_SIZE(body) ? PyObject_CallFunction(deque_type, "((O))", body)
+                                              : PyObject_CallNoArgs(deque_type);
+    PyObject *received = chunks ? PyLong_FromSsize_t(PyBytes_GET_SIZE(body)) : NULL;
+    PyObject *request_body = received ? body_type->tp_alloc(body_type, 0) : NULL;
+    PyObject *request = request_body ? request_type->tp_alloc(request_type, 0) : NULL;
+    Py_DECREF(body);
+    if (request == NULL) {
+        Py_XDECREF(chunks);
+        Py_XDECREF(received);
+        Py_XDECREF(request_body);
+        Py_DECREF(method);
+        Py_DECREF(target);
+        Py_DECREF(path);
+        Py_DECREF(query);
+        Py_DECREF(version);
+        Py_DECREF(headers);
+        Py_DECREF(length);
+        return NULL;
+    }
+    SET_SLOT(request_body, body_offsets, B_CHUNKS, chunks);
+    SET_SLOT(request_body, body_offsets, B_BUFFERED, Py_NewRef(received));
+    SET_SLOT(request_body, body_offsets, B_RECEIVED, received);
+    SET_SLOT(request_body, body_offsets, B_COMPLETE, Py_NewRef(Py_True));
+    SET_SLOT(request_body, body_offsets, B_TRUNCATED, Py_NewRef(Py_False));
+    SET_SLOT(request, request_offsets, R_METHOD, method);
+    SET_SLOT(request, request_offsets, R_TARGET, target);
+    SET_SLOT(request, request_offsets, R_PATH, path);
+    SET_SLOT(request, request_offsets, R_QUERY, query);
+    SET_SLOT(request, request_offsets, R_VERSION, version);
+    SET_SLOT(request, request_offsets, R_HEADERS, headers);
+    SET_SLOT(request, request_offsets, R_KEEP_ALIVE, Py_NewRef(keep_alive ? Py_True : Py_False));
+    SET_SLOT(request, request_offsets, R_EXPECT, Py_NewRef(Py_False));
+    SET_SLOT(request, request_offsets, R_LENGTH, length);
+    SET_SLOT(request, request_offsets, R_CHUNKED, Py_NewRef(Py_False));
+    SET_SLOT(request, request_offsets, R_UPGRADE, Py_NewRef(Py_None));
+    SET_SLOT(request, request_offsets, R_BODY, request_body);
+    return request;
+}
+
+/*
  * parse_request(data, pos, max_head, max_headers, max_body)
  *
  * One complete, clean request starting at data[pos], with its whole body if it has one:
- * (method, target, path, query, version, headers, keep_alive, content_length, body, end)
- * where headers is a list of (lower-cased name, OWS-stripped value) in the peer's order,
- * content_length is None when absent, body is b"" when there is none, and end is the index
- * just after the request. None for anything else (see the top of this file).
+ * (request, end), request a Request of the bound type (bind_types) with its complete body,
+ * headers a list of (lower-cased name, OWS-stripped value) in the peer's order, and end
+ * the index just after the request. None for anything else (see the top of this file), and
+ * always None before bind_types.
  */
 static PyObject *
 parse_request(PyObject *self, PyObject *args)
@@ -127,7 +249,7 @@ parse_request(PyObject *self, PyObject *args)
     const unsigned char *data = (const unsigned char *)buf.buf;
     Py_ssize_t size = buf.len;
     PyObject *result = NULL, *headers = NULL;
-    if (pos < 0 || pos >= size)
+    if (request_type == NULL || pos < 0 || pos >= size)
         goto fallback;
     const unsigned char *p = data + pos;
     const unsigned char *end = data + (size - pos > max_head ? pos + max_head : size);
@@ -251,26 +373,32 @@ parse_request(PyObject *self, PyObject *args)
     int keep_alive = v11 ? !close : (keep_alive_token && !close);
 
     PyObject *path_query[2];
-    const unsigned char *path_end = question ? question : target + target_len;
-    path_query[0] = PyBytes_FromStringAndSize((const char *)target, path_end - target);
-    path_query[1] = question ? PyBytes_FromStringAndSize((const char *)question + 1,
-                                                         target + target_len - question - 1)
-                             : PyBytes_FromStringAndSize(NULL, 0);
     PyObject *target_obj = PyBytes_FromStringAndSize((const char *)target, target_len);
+    if (question) {
+        path_query[0] = PyBytes_FromStringAndSize((const char *)target, question - target);
+        path_query[1] = PyBytes_FromStringAndSize((const char *)question + 1,
+                                                  target + target_len - question - 1);
+    }
+    else { /* as bytes.partition gives it: the target itself, and b"" */
+        path_query[0] = Py_XNewRef(target_obj);
+        path_query[1] = PyBytes_FromStringAndSize(NULL, 0);
+    }
     PyObject *body = PyBytes_FromStringAndSize((const char *)data + body_start, body_len);
     PyObject *length = content_length >= 0 ? PyLong_FromLongLong(content_length) : Py_NewRef(Py_None);
     if (path_query[0] && path_query[1] && target_obj && body && length) {
-        result = Py_BuildValue("(OOOOOOOOOn)", method_names[method], target_obj, path_query[0],
-                               path_query[1], v11 ? version_11 : version_10, headers,
-                               keep_alive ? Py_True : Py_False, length, body,
-                               body_start + body_len);
+        PyObject *request = new_request(
+            Py_NewRef(method_names[method]), target_obj, path_query[0], path_query[1],
+            Py_NewRef(v11 ? version_11 : version_10), headers, keep_alive, length, body);
+        result = request ? Py_BuildValue("(Nn)", request, body_start + body_len) : NULL;
     }
-    Py_XDECREF(path_query[0]);
-    Py_XDECREF(path_query[1]);
-    Py_XDECREF(target_obj);
-    Py_XDECREF(body);
-    Py_XDECREF(length);
-    Py_DECREF(headers);
+    else {
+        Py_XDECREF(path_query[0]);
+        Py_XDECREF(path_query[1]);
+        Py_XDECREF(target_obj);
+        Py_XDECREF(body);
+        Py_XDECREF(length);
+        Py_DECREF(headers);
+    }
     PyBuffer_Release(&buf);
     return result;
 
@@ -563,6 +691,8 @@ render_whole(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef methods[] = {
+    {"bind_types", bind_types, METH_VARARGS,
+     "Bind the Request, RequestBody and deque types that parse_request builds."},
     {"parse_request", parse_request, METH_VARARGS,
      "One clean, complete request at data[pos] as a tuple, or None (the Python path decides)."},
     {"scan_headers", scan_headers, METH_O,

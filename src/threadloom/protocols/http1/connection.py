@@ -64,7 +64,7 @@ import httptools
 
 from threadloom.errors import RemoteProtocolError
 from threadloom.protocols.http1.limits import HTTPLimits
-from threadloom.protocols.http1.request import Request, RequestBody, parsed_request
+from threadloom.protocols.http1.request import Request, RequestBody
 from threadloom.protocols.http1.speedups import parse_request
 
 #: Trailer fields that could change how the message is framed, routed or handled (RFC 9110
@@ -187,9 +187,8 @@ class ServerConnection:
             parsed = parse_request(data, pos, self._max_head, self._max_headers, self._max_body)
             if parsed is None:
                 break
-            request = parsed_request(*parsed[:9])
+            request, pos = parsed
             self.requests.append(request)
-            pos = parsed[9]
             if not request.keep_alive:
                 self._closed = True  # what follows will never be answered
                 return

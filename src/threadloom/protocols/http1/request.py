@@ -108,45 +108,6 @@ class Request:
         return f"<Request {self.method} {self.target!r} HTTP/{self.http_version}>"
 
 
-def parsed_request(
-    method: str,
-    target: bytes,
-    path: bytes,
-    query: bytes,
-    http_version: str,
-    headers: list[tuple[bytes, bytes]],
-    keep_alive: bool,
-    content_length: int | None,
-    body: bytes,
-) -> Request:
-    """A request the C fast path parsed whole, body included (``_speedups.parse_request``).
-
-    Built without ``__init__``, every slot set once: this runs for nearly every request.
-    tests/protocols/test_speedups.py checks that no slot is left unset.
-    """
-    request = _new(Request)
-    request.method = method
-    request.target = target
-    request.path = path
-    request.query = query
-    request.http_version = http_version
-    request.headers = headers
-    request.keep_alive = keep_alive
-    request.expect_continue = False
-    request.content_length = content_length
-    request.chunked = False
-    request.upgrade = None
-    request.body = received = _new(RequestBody)
-    received.chunks = collections.deque((body,) if body else ())
-    received.buffered = received.received = len(body)
-    received.complete = True
-    received.truncated = False
-    return request
-
-
-_new = object.__new__
-
-
 def _origin_form(target: bytes) -> bytes:
     """The path-and-query of an absolute-form target (RFC 9112 3.2.2), without a fragment.
 

@@ -8,11 +8,14 @@ the Python code, so nothing else needs to know which is in use.
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Callable
 from typing import Any
 
-parse_request: Callable[[bytes, int, int, int, int], tuple[Any, ...] | None] | None = None
+from threadloom.protocols.http1.request import Request, RequestBody
+
+parse_request: Callable[[bytes, int, int, int, int], tuple[Request, int] | None] | None = None
 scan_headers: Callable[[Any], tuple[bytes, int | None, int] | None] | None = None
 render_whole: Callable[[Any, int, bytes, Any, bytes], bytes | None] | None = None
 ACTIVE = False
@@ -23,6 +26,7 @@ if os.environ.get("THREADLOOM_PURE_PYTHON", "") not in ("1", "true", "yes"):
     except ImportError:
         pass
     else:
+        _speedups.bind_types(Request, RequestBody, collections.deque)
         parse_request = _speedups.parse_request
         scan_headers = _speedups.scan_headers
         render_whole = _speedups.render_whole
