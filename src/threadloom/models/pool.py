@@ -36,6 +36,7 @@ SWEEP_INTERVAL_S = 0.5
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 Conn = tuple[socket.socket, Session]
 WorkItem = tuple[int, socket.socket, Session] | None
+READ, SERVE = Want.READ, Want.SERVE  # module globals: cheaper than Want.X in the hot loops
 
 
 class EpollMux:
@@ -110,7 +111,7 @@ class PoolModel(ThreadModel):
 
     def _io_loop(self) -> None:
         draining = False
-        data = self.mux.data
+        data, parked, put = self.mux.data, self._parked, self._work.put
         while True:
             if self.stopping.is_set():
                 if not draining:
@@ -123,16 +124,26 @@ class PoolModel(ThreadModel):
             events = self.mux.epoll.poll(-1 if timeout is None else timeout)
             for fd, _ in events:
                 target = data.get(fd)
-                if type(target) is tuple:  # a connection, by far the most common
-                    self._read(fd, target)
+                if type(target) is tuple:  # a connection (the most common): read, feed, act
+                    sock, session = target
+                    try:
+                        received = sock.recv(READ_SIZE)
+                    except BlockingIOError:
+                        self.mux.rearm(fd)
+                        continue
+                    except OSError:
+                        received = b""
+                    want = session.feed(received)
+                    if want is SERVE and self._work.qsize() < self._max_queue:
+                        parked.discard(fd)
+                        put((fd, sock, session))  # _dispatch's common case, inline
+                    else:
+                        self._dispatch(fd, sock, session, want)
                 elif target is None:
                     self.waker.drain()
-                elif isinstance(target, Listener):
-                    if not self.stopping.is_set():
-                        for sock, addr in self.gate.accept(target):
-                            self._begin(sock, addr)
-                else:
-                    self._read(fd, target)
+                elif not self.stopping.is_set():  # a Listener
+                    for sock, addr in self.gate.accept(target):
+                        self._begin(sock, addr)
             now = time.monotonic()
             if now >= self._next_sweep and len(self.connections):
                 self._sweep(now, close_idle=draining)
@@ -148,17 +159,6 @@ class PoolModel(ThreadModel):
             self.mux.epoll.register(fd, _ARMED)
         else:
             self._dispatch(fd, sock, session, want)
-
-    def _read(self, fd: int, conn: Conn) -> None:
-        sock, session = conn
-        try:
-            data = sock.recv(READ_SIZE)
-        except BlockingIOError:
-            self.mux.rearm(fd)
-            return
-        except OSError:
-            data = b""
-        self._dispatch(fd, sock, session, session.feed(data))
 
     def _dispatch(self, fd: int, sock: socket.socket, session: Session, want: Want) -> None:
         """Act on what a session wants, from the I/O thread."""
@@ -209,9 +209,10 @@ class PoolModel(ThreadModel):
             self.connections.remove(sock)
 
     def _work_loop(self, n: int) -> None:
-        busy, rearm, parked = self._busy, self.mux.rearm, self._parked
+        busy, parked, get = self._busy, self._parked, self._work.get
+        modify, stopping = self.mux.epoll.modify, self.stopping
         while True:
-            item = self._work.get()
+            item = get()
             if item is None:
                 return
             fd, sock, session = item
@@ -222,10 +223,10 @@ class PoolModel(ThreadModel):
                 log.exception("session failed unexpectedly; connection closed")
                 want = Want.CLOSE
             busy[n] = False
-            if want is Want.READ and not (self.stopping.is_set() and session.idle):
+            if want is READ and not (stopping.is_set() and session.idle):
                 parked.add(fd)
                 try:
-                    rearm(fd)
+                    modify(fd, _ARMED)  # EpollMux.rearm, inline: hand it back to the I/O thread
                     continue
                 except OSError:
                     parked.discard(fd)
