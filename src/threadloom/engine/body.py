@@ -128,3 +128,28 @@ class BodyReader:
                 return not self.failed
             if discarded > limit or not self._fill():
                 return False
+
+
+class _NoBody:
+    """The body source of :data:`EMPTY_INPUT`: there is never anything to wait for or take."""
+
+    def receive_more(self, body: RequestBody) -> bool:
+        return False
+
+    def send(self, data: bytes) -> None:
+        raise AssertionError("an empty body never asks for 100 Continue")
+
+    def take(self, body: RequestBody, size: int) -> bytes:
+        return b""
+
+
+def _empty_request() -> Request:
+    request = Request()
+    request.body.complete = True
+    return request
+
+
+#: ``wsgi.input`` for every request whose body is complete and empty (most GETs): such a
+#: reader never changes state (each read finds the body complete and returns b""), so one is
+#: shared instead of building one per request.
+EMPTY_INPUT = BodyReader(_empty_request(), _NoBody())

@@ -27,9 +27,9 @@ from typing import IO, Any
 
 from threadloom.config import Config
 from threadloom.engine.accesslog import AccessLog
-from threadloom.engine.body import BodyReader
+from threadloom.engine.body import EMPTY_INPUT, BodyReader
 from threadloom.engine.request_timeout import Deadline, GuardedSink, Watchdog, answer_timeout
-from threadloom.engine.session import Want
+from threadloom.engine.session import CLOSE, READ, SERVE, Want
 from threadloom.engine.sockio import recv_waiting, send_all
 from threadloom.engine.ws import (
     BlockingWebSocket,
@@ -151,27 +151,27 @@ class HTTPSession:
     # -- the engine contract ---------------------------------------------------------------
 
     def start(self) -> Want:
-        return Want.READ
+        return READ
 
     def feed(self, data: bytes) -> Want:
         try:
             self.conn.receive_data(data)
         except RemoteProtocolError as exc:
             self._refuse(exc)
-            return Want.CLOSE
+            return CLOSE
         requests = self.conn.requests
         if requests:
             body = requests[0].body
             if body.complete or requests[0].expect_continue or body.buffered >= DISPATCH_BODY_BYTES:
-                return Want.SERVE
+                return SERVE
             self.deadline_at = self._body_deadline(body)
-            return Want.READ
+            return READ
         if not data:
-            return Want.CLOSE
+            return CLOSE
         if self.head_since is None and self.conn.head_started:
             self.head_since = time.monotonic()
             self.deadline_at = self.head_since + self.settings.timeout_header
-        return Want.READ
+        return READ
 
     def serve(self) -> Want:
         self.serving = True
@@ -186,7 +186,7 @@ class HTTPSession:
     def expire(self) -> Want:
         if self.served == 0 or self.conn.head_started or self.conn.requests:
             self._send_quietly(error_response(408))
-        return Want.CLOSE
+        return CLOSE
 
     def overloaded(self) -> None:
         STATS.request(503, 0.0)
@@ -221,15 +221,19 @@ class HTTPSession:
                 runner is None or (request.upgrade is not None and self._is_websocket(request))
             ):
                 if not self._serve_websocket(request):
-                    return Want.CLOSE
+                    return CLOSE
                 continue
             assert runner is not None, "an HTTP session serves WSGI or WebSocket handlers"
-            body = BodyReader(request, self)
+            received = request.body
+            if received.complete and not received.buffered:
+                body = EMPTY_INPUT
+            else:
+                body = BodyReader(request, self)
             began = time.perf_counter()
             if settings.watchdog is None:
                 outcome = runner(request, body, self, self.addr)
             elif (watched := self._run_watched(settings.watchdog, request, body)) is None:
-                return Want.CLOSE  # --timeout-request answered 503, logged and counted it
+                return CLOSE  # --timeout-request answered 503, logged and counted it
             else:
                 outcome = watched
             self.served += 1
@@ -245,14 +249,13 @@ class HTTPSession:
                     outcome.request_id,
                 )
             if not outcome.keep_alive or body.failed:
-                return Want.CLOSE
-            received = request.body
+                return CLOSE
             if (received.buffered or not received.complete) and not body.drain(DRAIN_LIMIT):
-                return Want.CLOSE
+                return CLOSE
             if conn.upgraded and not self._decline_upgrade():
-                return Want.CLOSE
+                return CLOSE
         if conn.peer_closed:
-            return Want.CLOSE
+            return CLOSE
         now = time.monotonic()
         if conn.head_started:
             self.head_since = now
@@ -260,7 +263,7 @@ class HTTPSession:
         else:
             self.head_since = None
             self.deadline_at = now + settings.timeout_keep_alive
-        return Want.READ
+        return READ
 
     def _run_watched(
         self, watchdog: Watchdog, request: Request, body: BodyReader

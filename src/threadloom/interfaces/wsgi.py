@@ -192,10 +192,7 @@ class WSGIRunner:
         if self.proxies is not None and self.proxies.trusts_client(client):
             remote = _forward(env, self.proxies)
         request_id = _identify(env) if self.request_ids else None
-        outcome = self._respond(env, _Exchange(request, sink, request_id))
-        outcome.remote = remote
-        outcome.request_id = request_id
-        return outcome
+        return self._respond(env, _Exchange(request, sink, request_id, remote))
 
     def _respond(self, env: dict[str, Any], exchange: _Exchange) -> Outcome:
         try:
@@ -298,7 +295,9 @@ class _Exchange(Outcome):
         "sink",
     )
 
-    def __init__(self, request: Request, sink: ResponseSink, request_id: str | None) -> None:
+    def __init__(
+        self, request: Request, sink: ResponseSink, request_id: str | None, remote: str | None
+    ) -> None:
         self.request = request
         self.sink = sink
         self.request_id = request_id
@@ -310,7 +309,7 @@ class _Exchange(Outcome):
         self.keep_alive_whole: bool | None = None
         self.sent = 0
         self.keep_alive = request.keep_alive  # until outcome(): no error has ruled it out
-        self.remote = None
+        self.remote = remote
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None

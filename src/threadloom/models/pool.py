@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from threadloom.config import Config
-from threadloom.engine.session import READ_SIZE, Service, Session, Want
+from threadloom.engine.session import CLOSE, READ, READ_SIZE, SERVE, Service, Session, Want
 from threadloom.models.base import ThreadModel, log
 from threadloom.net.listeners import Listener
 from threadloom.stats import Load
@@ -36,7 +36,6 @@ SWEEP_INTERVAL_S = 0.5
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT
 Conn = tuple[socket.socket, Session]
 WorkItem = tuple[int, socket.socket, Session] | None
-READ, SERVE = Want.READ, Want.SERVE  # module globals: cheaper than Want.X in the hot loops
 
 
 class EpollMux:
@@ -154,7 +153,7 @@ class PoolModel(ThreadModel):
         fd = sock.fileno()
         self.mux.data[fd] = (sock, session)
         want = session.start()
-        if want is Want.READ:
+        if want is READ:
             self._parked.add(fd)
             self.mux.epoll.register(fd, _ARMED)
         else:
@@ -162,15 +161,15 @@ class PoolModel(ThreadModel):
 
     def _dispatch(self, fd: int, sock: socket.socket, session: Session, want: Want) -> None:
         """Act on what a session wants, from the I/O thread."""
-        if want is Want.READ:
+        if want is READ:
             self._parked.add(fd)
             self.mux.rearm(fd)
             return
         self._parked.discard(fd)
-        if want is Want.SERVE and self._work.qsize() < self._max_queue:
+        if want is SERVE and self._work.qsize() < self._max_queue:
             self._work.put((fd, sock, session))
             return
-        if want is Want.SERVE:
+        if want is SERVE:
             log.warning(
                 "work queue full (--max-queue %d): refusing a request", self.config.max_queue
             )
@@ -221,7 +220,7 @@ class PoolModel(ThreadModel):
                 want = session.serve()
             except Exception:
                 log.exception("session failed unexpectedly; connection closed")
-                want = Want.CLOSE
+                want = CLOSE
             busy[n] = False
             if want is READ and not (stopping.is_set() and session.idle):
                 parked.add(fd)
@@ -230,7 +229,7 @@ class PoolModel(ThreadModel):
                     continue
                 except OSError:
                     parked.discard(fd)
-            elif want is Want.SERVE:
+            elif want is SERVE:
                 self._work.put(item)
                 continue
             self._close(fd, sock, session)
