@@ -21,11 +21,11 @@ same thing, and none of them depends on prometheus-client.
 
 from __future__ import annotations
 
-import bisect
 import os
 import threading
 import time
 import weakref
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -97,7 +97,7 @@ class Stats:
         except AttributeError:
             shard = self._register()
         shard.classes[status // 100 if 100 <= status < 600 else 0] += 1
-        shard.counts[bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        shard.counts[bisect_left(LATENCY_BOUNDS, seconds)] += 1
         shard.seconds += seconds
         hook = self.on_request
         if hook is not None:

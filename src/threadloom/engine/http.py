@@ -174,7 +174,7 @@ class HTTPSession:
         return READ
 
     def serve(self) -> Want:
-        self.serving = True
+        self.serving = True  # for `idle`: a request is being served
         try:
             return self._serve_ready()
         finally:

@@ -651,7 +651,10 @@ render_whole(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     const char *connection = head ? NULL : connection_line(request);
     if (connection == NULL)
         Py_RETURN_NONE;
-    time_t now = time(NULL);
+    struct timespec clock; /* the clock time.time() reads (time(2) may lag it by a tick) */
+    if (clock_gettime(CLOCK_REALTIME, &clock) != 0)
+        Py_RETURN_NONE;
+    time_t now = clock.tv_sec;
     if (now != date_second && !format_date(now))
         Py_RETURN_NONE;
     Fields f;
