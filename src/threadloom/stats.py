@@ -36,6 +36,9 @@ LATENCY_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 STATUS_CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
 #: Requests-per-second is measured over at least this many seconds between snapshots.
 RATE_WINDOW_S = 1.0
+#: Latency buckets: one per bound, and +Inf.
+_COLUMNS = len(LATENCY_BOUNDS) + 1
+_FIRST_BOUND = LATENCY_BOUNDS[0]
 #: Registering this many shards triggers a sweep of the shards of finished threads.
 _SWEEP_EVERY = 64
 
@@ -52,26 +55,40 @@ LoadSource = Callable[[], Load]
 
 
 class _Shard:
-    """One thread's counts; written by that thread only."""
+    """One thread's counts; written by that thread only.
 
-    __slots__ = ("classes", "closed", "counts", "opened", "seconds", "thread")
+    Requests are counted in one grid, a row per status class and a column per latency
+    bucket: one list increment per request instead of two (this runs for every request).
+    """
+
+    __slots__ = ("closed", "grid", "opened", "seconds", "thread")
 
     def __init__(self, thread: threading.Thread | None) -> None:
         self.thread = thread
-        self.classes = [0] * len(STATUS_CLASSES)
-        self.counts = [0] * (len(LATENCY_BOUNDS) + 1)
+        self.grid = [0] * (len(STATUS_CLASSES) * _COLUMNS)
         self.seconds = 0.0
         self.opened = 0
         self.closed = 0
 
     def add_to(self, total: _Shard) -> None:
-        for i, n in enumerate(self.classes):
-            total.classes[i] += n
-        for i, n in enumerate(self.counts):
-            total.counts[i] += n
+        for i, n in enumerate(self.grid):
+            total.grid[i] += n
         total.seconds += self.seconds
         total.opened += self.opened
         total.closed += self.closed
+
+    @property
+    def classes(self) -> list[int]:
+        """Requests per status class (index ``status // 100``, 0 for the rest)."""
+        return [
+            sum(self.grid[row * _COLUMNS : (row + 1) * _COLUMNS])
+            for row in range(len(STATUS_CLASSES))
+        ]
+
+    @property
+    def counts(self) -> list[int]:
+        """Requests per latency bucket."""
+        return [sum(self.grid[column::_COLUMNS]) for column in range(_COLUMNS)]
 
 
 class Stats:
@@ -96,8 +113,9 @@ class Stats:
             shard: _Shard = self._local.shard
         except AttributeError:
             shard = self._register()
-        shard.classes[status // 100 if 100 <= status < 600 else 0] += 1
-        shard.counts[bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        row = status // 100 if 100 <= status < 600 else 0
+        column = 0 if seconds <= _FIRST_BOUND else bisect_left(LATENCY_BOUNDS, seconds)
+        shard.grid[row * _COLUMNS + column] += 1
         shard.seconds += seconds
         hook = self.on_request
         if hook is not None:
