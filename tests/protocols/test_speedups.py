@@ -348,3 +348,112 @@ def test_fast_response_date_is_the_current_one() -> None:
         data, _ = full_response(request, 200, [], b"")
         after = DEFAULT_DATES.header_value()
         assert before in data or after in data, (before, after, data)
+
+
+# -- the WSGI exchange (interfaces/_wsgi.c ExchangeCore) -------------------------------------
+
+
+def _python_exchange() -> type:
+    """wsgi._Exchange with the pure-Python state class under it instead of ExchangeCore."""
+    methods = {
+        name: value
+        for name, value in vars(wsgi._Exchange).items()
+        if name not in ("__dict__", "__weakref__", "__slots__")
+    }
+    return type("PythonExchange", (wsgi._ExchangeState,), {**methods, "__slots__": ()})
+
+
+class _Sink:
+    can_sendfile = False
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def send(self, data: bytes) -> None:
+        self.data += data
+
+    def sendfile(self, file: Any, count: int) -> int:
+        raise AssertionError("not used")
+
+
+WSGI_STATUSES = st.sampled_from(
+    ["200 OK", "404 Not Found", "204 No Content", "304 X", "200 ", "999 Odd", "abc",
+     "200 OK\r\nX: y", "201 Créé"]
+)  # fmt: skip
+FIELD_NAME = st.sampled_from(
+    ["Content-Type", "Content-Length", "X-A", "Date", "Connection", "X-Request-ID", "X Bad"]
+)
+FIELD_VALUE = st.sampled_from(["text/plain", "3", "0", "close", "a\r\nb", "é", "€"])
+WSGI_FIELDS = st.lists(st.tuples(FIELD_NAME, FIELD_VALUE), max_size=4)
+
+
+@SETTINGS
+@given(
+    status=WSGI_STATUSES,
+    fields=WSGI_FIELDS | st.just([]),
+    chunks=st.lists(st.sampled_from([b"", b"abc", b"x" * 20]), max_size=3),
+    shape=st.sampled_from(["list", "tuple", "generator", "write", "exc_info", "twice", "none"]),
+    method=st.sampled_from(["GET", "HEAD"]),
+    version=st.sampled_from(["1.1", "1.0"]),
+    keep_alive=st.booleans(),
+    request_id=st.sampled_from([None, "abc"]),
+)
+def test_wsgi_exchange_same_either_way(
+    status: str,
+    fields: list[tuple[str, str]],
+    chunks: list[bytes],
+    shape: str,
+    method: str,
+    version: str,
+    keep_alive: bool,
+    request_id: str | None,
+) -> None:
+    """ExchangeCore's fast start_response and send_whole answer as the Python ones do."""
+    if wsgi._c_core is None:
+        pytest.skip("the C extension is off")
+
+    def app(environ: Any, start_response: Any) -> Any:
+        if shape == "none":
+            return chunks
+        write = start_response(status, list(fields))
+        if shape == "twice":
+            start_response(status, list(fields))
+        if shape == "exc_info":
+            try:
+                raise ValueError("replaced")
+            except ValueError:
+                write = start_response("500 Oops", [("X-B", "1")], sys.exc_info())
+        if shape == "write":
+            for chunk in chunks:
+                write(chunk)
+            return []
+        if shape == "generator":
+            return iter(chunks)
+        return tuple(chunks) if shape == "tuple" else list(chunks)
+
+    def run() -> tuple[Any, ...]:
+        request = Request()
+        request.method, request.http_version, request.keep_alive = method, version, keep_alive
+        runner = WSGIRunner(
+            app, server_name="h", server_port="80", url_scheme="http", multithread=True
+        )
+        runner.request_ids = request_id is not None
+        sink = _Sink()
+        environ = runner.environ(request, None, ("127.0.0.1", 1))
+        if request_id is not None:
+            environ["HTTP_X_REQUEST_ID"] = request_id
+        exchange = wsgi._Exchange(request, sink, request_id, None)
+        outcome = runner._respond(environ, exchange)
+        data = re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: -", sink.data)  # a clock
+        return data, outcome.status, outcome.keep_alive, outcome.sent
+
+    assert wsgi._Exchange.__mro__[1] is wsgi._c_core
+    fast = run()
+    saved = wsgi._Exchange
+    wsgi._Exchange = _python_exchange()  # type: ignore[misc]
+    try:
+        with pure_python():
+            slow = run()
+    finally:
+        wsgi._Exchange = saved  # type: ignore[misc]
+    assert fast == slow

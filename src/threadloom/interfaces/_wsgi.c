@@ -1,14 +1,24 @@
 /*
- * threadloom.interfaces._wsgi: WSGIRunner.environ in C (see interfaces/wsgi.py).
+ * threadloom.interfaces._wsgi: the WSGI hot path in C (see interfaces/wsgi.py).
  *
- * Why: building the environ was the largest single piece of a small WSGI request's Python
- * time (a dict copy, a dozen stores, three decodes and a loop over the header fields).
- * This does exactly what WSGIRunner._environ_py does, and tests/protocols/test_speedups.py
- * compares the two on generated requests. Optional like the HTTP core's extension: when it
- * is missing, or THREADLOOM_PURE_PYTHON=1, the Python version runs.
+ * Why: after the HTTP core's fast path, a small WSGI request's Python time went mostly to
+ * building the environ (a dict copy, a dozen stores, three decodes and a loop over the
+ * header fields) and to the exchange's bookkeeping (its construction, start_response and
+ * sending a whole response: a few dozen bytecodes each).
+ *
+ * - environ() does exactly what WSGIRunner.environ_py does; tests/protocols/test_speedups.py
+ *   compares the two on generated requests.
+ * - ExchangeCore holds an exchange's state and runs the common case of start_response and
+ *   send_whole. Like the HTTP core's extension, it never decides anything itself: whatever is
+ *   not the plain case (exc_info, a second call, a status seen for the first time, request
+ *   ids, fields the HTTP core's render_whole declines) goes to the Python methods
+ *   _start_response and _send_whole of wsgi.py's _Exchange, which are the reference.
+ *
+ * Optional: when it is missing, or THREADLOOM_PURE_PYTHON=1, the Python versions run.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <string.h>
 
 static PyObject *a_method, *a_path, *a_query, *a_target, *a_http_version, *a_headers;
@@ -214,14 +224,245 @@ done:
     return env;
 }
 
-static PyMethodDef methods[] = {
-    {"environ", build_environ, METH_VARARGS, "The PEP 3333 environ of one request (see wsgi.py)."},
+/* -- ExchangeCore --------------------------------------------------------------------------- */
+
+/* What bind_exchange gives: wsgi.py's status cache ("200 OK" -> (200, "OK", status line or
+ * None)) and the HTTP core's render_whole. */
+static PyObject *statuses, *render_whole;
+static PyObject *s_start_response, *s_send_whole, *s_write, *s_send, *a_keep_alive;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *request, *sink, *request_id, *remote;    /* given */
+    PyObject *status, *reason, *line, *headers;         /* from start_response */
+    PyObject *framer, *keep_alive_whole, *sent, *keep_alive;
+} ExchangeCore;
+
+static PyObject *zero, *empty_str;
+
+static int
+core_init(ExchangeCore *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *request, *sink, *request_id, *remote;
+    static char *names[] = {"request", "sink", "request_id", "remote", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO:ExchangeCore", names, &request, &sink,
+                                     &request_id, &remote))
+        return -1;
+    PyObject *keep_alive = PyObject_GetAttr(request, a_keep_alive);
+    if (keep_alive == NULL)
+        return -1;
+    Py_XSETREF(self->request, Py_NewRef(request));
+    Py_XSETREF(self->sink, Py_NewRef(sink));
+    Py_XSETREF(self->request_id, Py_NewRef(request_id));
+    Py_XSETREF(self->remote, Py_NewRef(remote));
+    Py_XSETREF(self->status, Py_NewRef(zero));
+    Py_XSETREF(self->reason, Py_NewRef(empty_str));
+    Py_XSETREF(self->line, Py_NewRef(Py_None));
+    Py_XSETREF(self->headers, Py_NewRef(Py_None));
+    Py_XSETREF(self->framer, Py_NewRef(Py_None));
+    Py_XSETREF(self->keep_alive_whole, Py_NewRef(Py_None));
+    Py_XSETREF(self->sent, Py_NewRef(zero));
+    Py_XSETREF(self->keep_alive, keep_alive); /* until the outcome: no error has ruled it out */
+    return 0;
+}
+
+static int
+core_traverse(ExchangeCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->request); /* not the type: static here, and subtype_traverse visits a subclass */
+    Py_VISIT(self->sink);
+    Py_VISIT(self->request_id);
+    Py_VISIT(self->remote);
+    Py_VISIT(self->status);
+    Py_VISIT(self->reason);
+    Py_VISIT(self->line);
+    Py_VISIT(self->headers);
+    Py_VISIT(self->framer);
+    Py_VISIT(self->keep_alive_whole);
+    Py_VISIT(self->sent);
+    Py_VISIT(self->keep_alive);
+    return 0;
+}
+
+static int
+core_clear(ExchangeCore *self)
+{
+    Py_CLEAR(self->request);
+    Py_CLEAR(self->sink);
+    Py_CLEAR(self->request_id);
+    Py_CLEAR(self->remote);
+    Py_CLEAR(self->status);
+    Py_CLEAR(self->reason);
+    Py_CLEAR(self->line);
+    Py_CLEAR(self->headers);
+    Py_CLEAR(self->framer);
+    Py_CLEAR(self->keep_alive_whole);
+    Py_CLEAR(self->sent);
+    Py_CLEAR(self->keep_alive);
+    return 0;
+}
+
+/* A static type's dealloc: for a Python subclass, subtype_dealloc releases the class. */
+static void
+core_dealloc(ExchangeCore *self)
+{
+    PyObject_GC_UnTrack(self);
+    core_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* self._<name>(*args): the Python method that decides what the fast path declined. */
+static PyObject *
+delegate(PyObject *self, PyObject *name, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *call[4] = {self, NULL, NULL, NULL};
+    for (Py_ssize_t i = 0; i < nargs && i < 3; i++)
+        call[i + 1] = args[i];
+    return PyObject_VectorcallMethod(name, call, (size_t)(nargs + 1), NULL);
+}
+
+/*
+ * start_response(status, headers, exc_info=None): the first call of a plain response (no
+ * exc_info, a status already in the cache, a list of headers, no request id to add) is
+ * recorded here; anything else goes to _start_response.
+ */
+static PyObject *
+core_start_response(ExchangeCore *self, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames)
+{
+    if (kwnames != NULL || nargs < 2 || nargs > 3 || (nargs == 3 && args[2] != Py_None) ||
+        self->headers != Py_None || self->request_id != Py_None ||
+        !PyUnicode_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || statuses == NULL) {
+        if (kwnames != NULL) { /* exc_info=... by name: let Python bind it */
+            PyObject *method = PyObject_GetAttr((PyObject *)self, s_start_response);
+            if (method == NULL)
+                return NULL;
+            PyObject *result = PyObject_Vectorcall(method, args, (size_t)nargs, kwnames);
+            Py_DECREF(method);
+            return result;
+        }
+        return delegate((PyObject *)self, s_start_response, args, nargs);
+    }
+    PyObject *parsed = PyDict_GetItemWithError(statuses, args[0]); /* borrowed */
+    if (parsed == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        return delegate((PyObject *)self, s_start_response, args, nargs);
+    }
+    if (!PyTuple_CheckExact(parsed) || PyTuple_GET_SIZE(parsed) != 3) {
+        PyErr_SetString(PyExc_TypeError, "the status cache holds (code, reason, line)");
+        return NULL;
+    }
+    PyObject *headers = PyList_GetSlice(args[1], 0, PyList_GET_SIZE(args[1]));
+    if (headers == NULL)
+        return NULL;
+    Py_SETREF(self->status, Py_NewRef(PyTuple_GET_ITEM(parsed, 0)));
+    Py_SETREF(self->reason, Py_NewRef(PyTuple_GET_ITEM(parsed, 1)));
+    Py_SETREF(self->line, Py_NewRef(PyTuple_GET_ITEM(parsed, 2)));
+    Py_SETREF(self->headers, headers);
+    return PyObject_GetAttr((PyObject *)self, s_write);
+}
+
+/*
+ * send_whole(body): render the whole response with the HTTP core's render_whole and send it
+ * through the sink; when render_whole declines (or there is no status line), _send_whole.
+ */
+static PyObject *
+core_send_whole(ExchangeCore *self, PyObject *body)
+{
+    if (self->headers == Py_None || self->line == Py_None || render_whole == NULL)
+        return delegate((PyObject *)self, s_send_whole, &body, 1);
+    PyObject *args[5] = {self->request, self->status, self->line, self->headers, body};
+    PyObject *data = PyObject_Vectorcall(render_whole, args, 5, NULL);
+    if (data == NULL)
+        return NULL;
+    if (data == Py_None) {
+        Py_DECREF(data);
+        return delegate((PyObject *)self, s_send_whole, &body, 1);
+    }
+    PyObject *keep_alive = PyObject_GetAttr(self->request, a_keep_alive);
+    if (keep_alive == NULL) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    int alive = PyObject_IsTrue(self->keep_alive);
+    if (alive < 0) {
+        Py_DECREF(data);
+        Py_DECREF(keep_alive);
+        return NULL;
+    }
+    /* keep_alive = keep_alive and keep_alive_whole, as the Python version has it */
+    Py_SETREF(self->keep_alive, Py_NewRef(alive ? keep_alive : self->keep_alive));
+    Py_SETREF(self->keep_alive_whole, keep_alive);
+    PyObject *call[2] = {self->sink, data};
+    PyObject *sent = PyObject_VectorcallMethod(s_send, call, 2, NULL);
+    if (sent == NULL) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    Py_DECREF(sent);
+    PyObject *size = PyLong_FromSsize_t(PyBytes_GET_SIZE(data));
+    Py_DECREF(data);
+    PyObject *total = size ? PyNumber_Add(self->sent, size) : NULL;
+    Py_XDECREF(size);
+    if (total == NULL)
+        return NULL;
+    Py_SETREF(self->sent, total);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef core_methods[] = {
+    {"start_response", (PyCFunction)(void (*)(void))core_start_response,
+     METH_FASTCALL | METH_KEYWORDS, "PEP 3333 start_response (the plain case; see _wsgi.c)."},
+    {"send_whole", (PyCFunction)core_send_whole, METH_O,
+     "Send a response whose body is known in full (the plain case; see _wsgi.c)."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
+#define MEMBER(name) {#name, T_OBJECT, offsetof(ExchangeCore, name), 0, NULL}
+static PyMemberDef core_members[] = {
+    MEMBER(request), MEMBER(sink), MEMBER(request_id), MEMBER(remote),
+    MEMBER(status), MEMBER(reason), MEMBER(line), MEMBER(headers),
+    MEMBER(framer), MEMBER(keep_alive_whole), MEMBER(sent), MEMBER(keep_alive),
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject ExchangeCoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "threadloom.interfaces._wsgi.ExchangeCore",
+    .tp_basicsize = sizeof(ExchangeCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The state of one WSGI exchange, and the common case of its hot methods.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)core_init,
+    .tp_dealloc = (destructor)core_dealloc,
+    .tp_traverse = (traverseproc)core_traverse,
+    .tp_clear = (inquiry)core_clear,
+    .tp_methods = core_methods,
+    .tp_members = core_members,
+};
+
+/* bind_exchange(statuses, render_whole): what ExchangeCore's fast paths consult. */
+static PyObject *
+bind_exchange(PyObject *self, PyObject *args)
+{
+    PyObject *cache, *render;
+    if (!PyArg_ParseTuple(args, "O!O", &PyDict_Type, &cache, &render))
+        return NULL;
+    Py_XSETREF(statuses, Py_NewRef(cache));
+    Py_XSETREF(render_whole, render == Py_None ? NULL : Py_NewRef(render));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"environ", build_environ, METH_VARARGS, "The PEP 3333 environ of one request (see wsgi.py)."},
+    {"bind_exchange", bind_exchange, METH_VARARGS,
+     "Bind the status cache and render_whole that ExchangeCore's fast paths use."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "threadloom.interfaces._wsgi",
-    "WSGIRunner.environ in C (see _wsgi.c).", -1, methods,
+    "The WSGI hot path in C (see _wsgi.c).", -1, methods,
 };
 
 static int
@@ -257,5 +498,22 @@ PyInit__wsgi(void)
 {
     if (intern_all() < 0)
         return NULL;
-    return PyModule_Create(&module);
+    s_start_response = PyUnicode_InternFromString("_start_response");
+    s_send_whole = PyUnicode_InternFromString("_send_whole");
+    s_write = PyUnicode_InternFromString("write");
+    s_send = PyUnicode_InternFromString("send");
+    a_keep_alive = PyUnicode_InternFromString("keep_alive");
+    zero = PyLong_FromLong(0);
+    empty_str = PyUnicode_New(0, 0);
+    if (!s_start_response || !s_send_whole || !s_write || !s_send || !a_keep_alive || !zero ||
+        !empty_str || PyType_Ready(&ExchangeCoreType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "ExchangeCore", (PyObject *)&ExchangeCoreType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

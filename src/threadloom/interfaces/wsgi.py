@@ -24,7 +24,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import IO, Any, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import unquote_to_bytes
 
 from threadloom.errors import LocalProtocolError
@@ -47,11 +47,14 @@ from threadloom.protocols.http1.speedups import render_whole
 
 log = logging.getLogger("threadloom.app")
 _c_environ: Callable[..., dict[str, Any]] | None = None
+_c_core: type | None = None
 if SPEEDUPS_ACTIVE:  # off without a compiler at install time, or THREADLOOM_PURE_PYTHON=1
     try:
-        from threadloom.interfaces._wsgi import environ as _c_environ
+        from threadloom.interfaces import _wsgi
     except ImportError:
         pass
+    else:
+        _c_environ, _c_core = _wsgi.environ, _wsgi.ExchangeCore
 
 #: A tuple: isinstance with an ``X | Y`` union is several times slower.
 _SEQUENCES = (list, tuple)
@@ -94,18 +97,15 @@ class FileWrapper:
             close()
 
 
-class Outcome:
+class Outcome(Protocol):
     """What happened to one exchange, for keep-alive decisions and the access log."""
 
-    __slots__ = ("keep_alive", "remote", "request_id", "sent", "status")
-
-    def __init__(self, status: int, sent: int, keep_alive: bool) -> None:
-        self.status = status
-        self.sent = sent
-        self.keep_alive = keep_alive
-        #: The client a trusted proxy named (X-Forwarded-For), if any; and the request id.
-        self.remote: str | None = None
-        self.request_id: str | None = None
+    status: int
+    sent: int
+    keep_alive: bool
+    #: The client a trusted proxy named (X-Forwarded-For), if any; and the request id.
+    remote: str | None
+    request_id: str | None
 
 
 class WSGIRunner:
@@ -278,21 +278,30 @@ def _parse_status(status: Any) -> tuple[int, str, bytes | None]:
     return parsed
 
 
-class _Exchange(Outcome):
-    """Per-request response state: start_response, write() and sending the result.
+if _c_core is not None:  # ExchangeCore's start_response reads the same cache
+    _wsgi.bind_exchange(_STATUSES, render_whole)
 
-    It is its own :class:`Outcome` once :meth:`outcome` (or :meth:`fail`) has settled
-    ``keep_alive``: one object per request instead of two.
+
+class _ExchangeState:
+    """An exchange's state, in pure Python: what ``_wsgi.ExchangeCore`` holds in C.
+
+    The two hot entry points go straight to the Python versions, which ExchangeCore also
+    falls back on for anything but the plain case.
     """
 
     __slots__ = (
         "framer",
         "headers",
+        "keep_alive",
         "keep_alive_whole",
         "line",
         "reason",
+        "remote",
         "request",
+        "request_id",
+        "sent",
         "sink",
+        "status",
     )
 
     def __init__(
@@ -301,6 +310,7 @@ class _Exchange(Outcome):
         self.request = request
         self.sink = sink
         self.request_id = request_id
+        self.remote = remote
         self.status = 0
         self.reason = ""
         self.line: bytes | None = None
@@ -309,9 +319,35 @@ class _Exchange(Outcome):
         self.keep_alive_whole: bool | None = None
         self.sent = 0
         self.keep_alive = request.keep_alive  # until outcome(): no error has ruled it out
-        self.remote = remote
 
     def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], None]:
+        return self._start_response(status, headers, exc_info)  # type: ignore[attr-defined,no-any-return]
+
+    def send_whole(self, body: bytes) -> None:
+        self._send_whole(body)  # type: ignore[attr-defined]
+
+
+#: The exchange's state and hot entry points: in C when the extension is in use.
+if TYPE_CHECKING or _c_core is None:
+    _ExchangeBase = _ExchangeState
+else:
+    _ExchangeBase = _c_core
+
+
+class _Exchange(_ExchangeBase):
+    """Per-request response state: start_response, write() and sending the result.
+
+    It is its own :class:`Outcome` once :meth:`outcome` (or :meth:`fail`) has settled
+    ``keep_alive``: one object per request instead of two. Its state and the plain case of
+    ``start_response`` and ``send_whole`` live in the base class (C, or
+    :class:`_ExchangeState`); the methods here decide everything else.
+    """
+
+    __slots__ = ()
+
+    def _start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], None]:
         if exc_info is not None:
@@ -347,23 +383,16 @@ class _Exchange(Outcome):
         )
         self._send(head + self.framer.body(first) if first else head)
 
-    def send_whole(self, body: bytes) -> None:
+    def _send_whole(self, body: bytes) -> None:
         """The common case, a body known in full: one buffer, Content-Length, no framer.
 
         Settles ``keep_alive`` (the exchange is then its own outcome).
         """
         if self.headers is None:
             raise LocalProtocolError("the app returned before calling start_response")
-        request = self.request
-        data = None
-        if render_whole is not None and self.line is not None:  # the C fast path, or None
-            data = render_whole(request, self.status, self.line, self.headers, body)
-        if data is None:
-            data, keep_alive = full_response(
-                request, self.status, self.headers, body, reason=self.reason or None
-            )
-        else:
-            keep_alive = request.keep_alive
+        data, keep_alive = full_response(
+            self.request, self.status, self.headers, body, reason=self.reason or None
+        )
         self.keep_alive_whole = keep_alive
         self.keep_alive = self.keep_alive and keep_alive
         self.sink.send(data)
