@@ -91,6 +91,47 @@ def test_pipelined_requests_answered_in_order(serve: Any) -> None:
     assert [r.body for r in responses] == [f"GET /p{i}?\n".encode() for i in range(10)]
 
 
+def _slow_or_path(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    if environ["PATH_INFO"] == "/slow":
+        time.sleep(0.3)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [environ["PATH_INFO"].encode()]
+
+
+def test_pipelined_burst_larger_than_one_read(serve: Any) -> None:
+    """More bytes waiting than one read takes (64 KiB): none may be left behind unread.
+
+    The burst is sent while the app serves a slow request, so that all of it is waiting
+    in the socket when the server next reads.
+    """
+    address = serve(_slow_or_path)
+    count = 2500
+    raw = b"".join(f"GET /p{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for i in range(count))
+    assert len(raw) > 65536
+    with connect(address, timeout=20) as sock:
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)
+        sock.sendall(raw)
+        buffer = bytearray()
+        bodies = [read_response(sock, buffer).body for _ in range(count + 1)]
+    assert bodies == [b"/slow"] + [f"/p{i}".encode() for i in range(count)]
+
+
+def test_request_arriving_while_the_app_runs(serve: Any) -> None:
+    """A request sent while the app still serves the one before is read and answered."""
+    address = serve(_slow_or_path)
+    with connect(address) as sock:
+        buffer = bytearray()
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)  # the app is sleeping now
+        sock.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock, buffer).body == b"/slow"
+        assert read_response(sock, buffer).body == b"/next"
+        time.sleep(0.1)  # and the connection is still served afterwards
+        sock.sendall(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock, buffer).body == b"/later"
+
+
 def test_http10_closes_unless_keep_alive(serve: Any) -> None:
     address = serve(apps.hello)
     with connect(address) as sock:

@@ -6,12 +6,23 @@ Ownership passes by hand-off, never by sharing:
   *parked* connections until their session has a complete unit of work, and expires
   deadlines. Idle keep-alive clients and slow senders therefore never hold a worker.
 * a **worker** owns a connection while it runs :meth:`Session.serve` (the app runs there).
-  Afterwards it closes the connection, or parks it again by re-arming it in epoll.
+  Afterwards it closes the connection, or parks it again.
 
-Connections are registered with ``EPOLLONESHOT``: an event disarms the connection, so the
-I/O thread and a worker can never both act on it, and a worker hands a connection back with
-one ``epoll_ctl`` call, without a queue or a wake-up. Deadlines of parked connections are
-swept twice a second, and only while there are connections.
+Connections are registered once, edge-triggered (``EPOLLET``): epoll reports each arrival of
+bytes, and nothing has to be re-armed when a worker hands a connection back (that was one
+``epoll_ctl`` system call per request). Who may act on a connection is decided by the
+``_serving`` set, under the ``_handoff`` lock:
+
+* the I/O thread takes an event for a connection a worker owns as a note in ``_missed``
+  and does not touch the connection;
+* a worker handing a connection back checks ``_missed`` under the same lock: if bytes came
+  while it served, it keeps the connection and reads them itself, else it parks it.
+
+So bytes are never left unread behind an edge that was already reported. The I/O thread
+reads at most ``READ_SIZE`` bytes per event; a read that fills the buffer may have left
+more behind, so it is followed by another read (or noted in ``_missed`` for the worker).
+Deadlines of parked connections are swept twice a second, and only while there are
+connections.
 
 Raw handlers own their socket for its whole life, so they hold a worker until they return,
 exactly as in the tutorial.
@@ -33,13 +44,13 @@ from threadloom.net.listeners import Listener
 from threadloom.stats import Load
 
 SWEEP_INTERVAL_S = 0.5
-_ARMED = select.EPOLLIN | select.EPOLLONESHOT
+_WATCHED = select.EPOLLIN | select.EPOLLET
 Conn = tuple[socket.socket, Session]
 WorkItem = tuple[int, socket.socket, Session] | None
 
 
 class EpollMux:
-    """One epoll for listeners, the waker (level-triggered) and connections (one-shot)."""
+    """One epoll for listeners, the waker (level-triggered) and connections (edge-triggered)."""
 
     def __init__(self) -> None:
         self.epoll = select.epoll()
@@ -57,11 +68,7 @@ class EpollMux:
 
     def add(self, fd: int, conn: Conn) -> None:
         self.data[fd] = conn
-        self.epoll.register(fd, _ARMED)
-
-    def rearm(self, fd: int) -> None:
-        """Watch a connection again; safe from any thread (epoll_ctl is)."""
-        self.epoll.modify(fd, _ARMED)
+        self.epoll.register(fd, _WATCHED)
 
     def close(self) -> None:
         self.epoll.close()
@@ -76,7 +83,10 @@ class PoolModel(ThreadModel):
         self.mux = EpollMux()
         super().__init__(config, service, listeners)
         self._work: queue.SimpleQueue[WorkItem] = queue.SimpleQueue()
-        self._parked: set[int] = set()
+        self._parked: set[int] = set()  # connections the I/O thread looks after
+        self._serving: set[int] = set()  # connections a worker owns
+        self._missed: set[int] = set()  # ... that got bytes (or may have) while it did
+        self._handoff = threading.Lock()  # guards _serving and _missed together
         self._workers: list[threading.Thread] = []
         self._busy = [False] * config.threads  # slot n is written by worker n only
         self._next_sweep = 0.0
@@ -110,7 +120,7 @@ class PoolModel(ThreadModel):
 
     def _io_loop(self) -> None:
         draining = False
-        data, parked, put = self.mux.data, self._parked, self._work.put
+        data, serving, missed, handoff = self.mux.data, self._serving, self._missed, self._handoff
         while True:
             if self.stopping.is_set():
                 if not draining:
@@ -123,21 +133,13 @@ class PoolModel(ThreadModel):
             events = self.mux.epoll.poll(-1 if timeout is None else timeout)
             for fd, _ in events:
                 target = data.get(fd)
-                if type(target) is tuple:  # a connection (the most common): read, feed, act
+                if type(target) is tuple:  # a connection (the most common)
+                    with handoff:
+                        if fd in serving:
+                            missed.add(fd)  # its worker reads it when it is done
+                            continue
                     sock, session = target
-                    try:
-                        received = sock.recv(READ_SIZE)
-                    except BlockingIOError:
-                        self.mux.rearm(fd)
-                        continue
-                    except OSError:
-                        received = b""
-                    want = session.feed(received)
-                    if want is SERVE and self._work.qsize() < self._max_queue:
-                        parked.discard(fd)
-                        put((fd, sock, session))  # _dispatch's common case, inline
-                    else:
-                        self._dispatch(fd, sock, session, want)
+                    self._dispatch(fd, sock, session, self._receive(fd, sock, session))
                 elif target is None:
                     self.waker.drain()
                 elif not self.stopping.is_set():  # a Listener
@@ -155,18 +157,39 @@ class PoolModel(ThreadModel):
         want = session.start()
         if want is READ:
             self._parked.add(fd)
-            self.mux.epoll.register(fd, _ARMED)
+            self.mux.epoll.register(fd, _WATCHED)
         else:
             self._dispatch(fd, sock, session, want)
+
+    def _receive(self, fd: int, sock: socket.socket, session: Session) -> Want:
+        """Read what has arrived and feed it; on the thread that owns the connection.
+
+        Reads again while a read fills the buffer (the edge for what is left was already
+        reported); when the session has a request to serve first, notes the connection in
+        ``_missed`` so that its worker reads the rest afterwards.
+        """
+        while True:
+            try:
+                received = sock.recv(READ_SIZE)
+            except BlockingIOError:
+                return READ  # nothing after all: the next arrival is reported
+            except OSError:
+                received = b""
+            want = session.feed(received)
+            if len(received) < READ_SIZE:
+                return want
+            if want is not READ:
+                self._missed.add(fd)
+                return want
 
     def _dispatch(self, fd: int, sock: socket.socket, session: Session, want: Want) -> None:
         """Act on what a session wants, from the I/O thread."""
         if want is READ:
             self._parked.add(fd)
-            self.mux.rearm(fd)
             return
         self._parked.discard(fd)
         if want is SERVE and self._work.qsize() < self._max_queue:
+            self._serving.add(fd)  # only this thread adds, and only for what it owns
             self._work.put((fd, sock, session))
             return
         if want is SERVE:
@@ -202,14 +225,16 @@ class PoolModel(ThreadModel):
 
     def _close(self, fd: int, sock: socket.socket, session: Session) -> None:
         self.mux.data.pop(fd, None)  # before close: the fd number may be reused at once
+        with self._handoff:
+            self._serving.discard(fd)
+            self._missed.discard(fd)
         try:
             session.close()
         finally:
             self.connections.remove(sock)
 
     def _work_loop(self, n: int) -> None:
-        busy, parked, get = self._busy, self._parked, self._work.get
-        modify, stopping = self.mux.epoll.modify, self.stopping
+        busy, get, put, stopping = self._busy, self._work.get, self._work.put, self.stopping
         while True:
             item = get()
             if item is None:
@@ -221,18 +246,30 @@ class PoolModel(ThreadModel):
             except Exception:
                 log.exception("session failed unexpectedly; connection closed")
                 want = CLOSE
+            parked = False
+            # READ: park it, unless bytes came while it was served (then read them here)
+            while want is READ and not (stopping.is_set() and session.idle):
+                parked = self._hand_back(fd)
+                if parked:
+                    break  # from here on the I/O thread may act on it: hands off
+                want = self._receive(fd, sock, session)
             busy[n] = False
-            if want is READ and not (stopping.is_set() and session.idle):
-                parked.add(fd)
-                try:
-                    modify(fd, _ARMED)  # EpollMux.rearm, inline: hand it back to the I/O thread
-                    continue
-                except OSError:
-                    parked.discard(fd)
-            elif want is SERVE:
-                self._work.put(item)
+            if parked:
                 continue
-            self._close(fd, sock, session)
+            if want is SERVE:
+                put(item)  # behind the work already queued, as a new request would be
+            else:
+                self._close(fd, sock, session)
+
+    def _hand_back(self, fd: int) -> bool:
+        """Park a connection a worker is done with; False if bytes came meanwhile (it stays)."""
+        with self._handoff:
+            if fd in self._missed:
+                self._missed.discard(fd)
+                return False
+            self._serving.discard(fd)
+            self._parked.add(fd)
+            return True
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:
