@@ -18,9 +18,11 @@ bytes, and nothing has to be re-armed when a worker hands a connection back (tha
 * a worker handing a connection back checks ``_missed`` under the same lock: if bytes came
   while it served, it keeps the connection and reads them itself, else it parks it.
 
-So bytes are never left unread behind an edge that was already reported. The I/O thread
-reads at most ``READ_SIZE`` bytes per event; a read that fills the buffer may have left
-more behind, so it is followed by another read (or noted in ``_missed`` for the worker).
+So bytes are never left unread behind an edge that was already reported. Two more cases
+would leave something unread after a read: a read that fills the buffer (more may wait), and
+a peer that has shut down its side (``EPOLLRDHUP``: the end of input follows the bytes, and
+it is reported with them, not again). Both are read on at once, or, when the session has
+a request to serve first, noted in ``_missed`` for the worker to read afterwards.
 Deadlines of parked connections are swept twice a second, and only while there are
 connections.
 
@@ -44,7 +46,9 @@ from threadloom.net.listeners import Listener
 from threadloom.stats import Load
 
 SWEEP_INTERVAL_S = 0.5
-_WATCHED = select.EPOLLIN | select.EPOLLET
+_WATCHED = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
+_HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+_FULL = select.EPOLLIN  # in _missed: a read filled the buffer
 Conn = tuple[socket.socket, Session]
 WorkItem = tuple[int, socket.socket, Session] | None
 
@@ -85,7 +89,7 @@ class PoolModel(ThreadModel):
         self._work: queue.SimpleQueue[WorkItem] = queue.SimpleQueue()
         self._parked: set[int] = set()  # connections the I/O thread looks after
         self._serving: set[int] = set()  # connections a worker owns
-        self._missed: set[int] = set()  # ... that got bytes (or may have) while it did
+        self._missed: dict[int, int] = {}  # ... and the events it missed meanwhile
         self._handoff = threading.Lock()  # guards _serving and _missed together
         self._workers: list[threading.Thread] = []
         self._busy = [False] * config.threads  # slot n is written by worker n only
@@ -130,16 +134,17 @@ class PoolModel(ThreadModel):
                 if not len(self.connections):
                     return
             timeout = _earliest(self.gate.update(), self._sweep_timeout())
-            events = self.mux.epoll.poll(-1 if timeout is None else timeout)
-            for fd, _ in events:
+            ready = self.mux.epoll.poll(-1 if timeout is None else timeout)
+            for fd, events in ready:
                 target = data.get(fd)
                 if type(target) is tuple:  # a connection (the most common)
                     with handoff:
                         if fd in serving:
-                            missed.add(fd)  # its worker reads it when it is done
+                            missed[fd] = missed.get(fd, 0) | events  # its worker reads
                             continue
                     sock, session = target
-                    self._dispatch(fd, sock, session, self._receive(fd, sock, session))
+                    want = self._receive(fd, sock, session, events & _HANGUP)
+                    self._dispatch(fd, sock, session, want)
                 elif target is None:
                     self.waker.drain()
                 elif not self.stopping.is_set():  # a Listener
@@ -161,12 +166,12 @@ class PoolModel(ThreadModel):
         else:
             self._dispatch(fd, sock, session, want)
 
-    def _receive(self, fd: int, sock: socket.socket, session: Session) -> Want:
+    def _receive(self, fd: int, sock: socket.socket, session: Session, hangup: int) -> Want:
         """Read what has arrived and feed it; on the thread that owns the connection.
 
-        Reads again while a read fills the buffer (the edge for what is left was already
-        reported); when the session has a request to serve first, notes the connection in
-        ``_missed`` so that its worker reads the rest afterwards.
+        Reads on while a read fills the buffer or the peer has shut down its side (the
+        edge for what is left was already reported); when the session has a request to
+        serve first, notes what is left in ``_missed`` for the worker to read afterwards.
         """
         while True:
             try:
@@ -176,10 +181,11 @@ class PoolModel(ThreadModel):
             except OSError:
                 received = b""
             want = session.feed(received)
-            if len(received) < READ_SIZE:
+            if not received or (len(received) < READ_SIZE and not hangup):
                 return want
             if want is not READ:
-                self._missed.add(fd)
+                with self._handoff:
+                    self._missed[fd] = self._missed.get(fd, 0) | _FULL | hangup
                 return want
 
     def _dispatch(self, fd: int, sock: socket.socket, session: Session, want: Want) -> None:
@@ -227,7 +233,7 @@ class PoolModel(ThreadModel):
         self.mux.data.pop(fd, None)  # before close: the fd number may be reused at once
         with self._handoff:
             self._serving.discard(fd)
-            self._missed.discard(fd)
+            self._missed.pop(fd, None)
         try:
             session.close()
         finally:
@@ -249,10 +255,11 @@ class PoolModel(ThreadModel):
             parked = False
             # READ: park it, unless bytes came while it was served (then read them here)
             while want is READ and not (stopping.is_set() and session.idle):
-                parked = self._hand_back(fd)
-                if parked:
+                missed = self._hand_back(fd)
+                if missed is None:
+                    parked = True
                     break  # from here on the I/O thread may act on it: hands off
-                want = self._receive(fd, sock, session)
+                want = self._receive(fd, sock, session, missed & _HANGUP)
             busy[n] = False
             if parked:
                 continue
@@ -261,15 +268,15 @@ class PoolModel(ThreadModel):
             else:
                 self._close(fd, sock, session)
 
-    def _hand_back(self, fd: int) -> bool:
-        """Park a connection a worker is done with; False if bytes came meanwhile (it stays)."""
+    def _hand_back(self, fd: int) -> int | None:
+        """Park a connection a worker is done with (None), unless events came meanwhile:
+        then it stays with the worker, which gets the events to read on."""
         with self._handoff:
-            if fd in self._missed:
-                self._missed.discard(fd)
-                return False
-            self._serving.discard(fd)
-            self._parked.add(fd)
-            return True
+            missed = self._missed.pop(fd, None)
+            if missed is None:
+                self._serving.discard(fd)
+                self._parked.add(fd)
+            return missed
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:
