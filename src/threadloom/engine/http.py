@@ -231,7 +231,7 @@ class HTTPSession:
                 body = BodyReader(request, self)
             began = time.perf_counter()
             if settings.watchdog is None:
-                outcome = runner(request, body, self, self.addr)
+                outcome = runner.run(request, body, self, self.addr)
             elif (watched := self._run_watched(settings.watchdog, request, body)) is None:
                 return CLOSE  # --timeout-request answered 503, logged and counted it
             else:
@@ -272,7 +272,8 @@ class HTTPSession:
         assert self.settings.runner is not None
         deadline = watchdog.watch(lambda d: self._timed_out(d, request))
         try:
-            outcome = self.settings.runner(request, body, GuardedSink(self, deadline), self.addr)
+            sink = GuardedSink(self, deadline)
+            outcome = self.settings.runner.run(request, body, sink, self.addr)
         finally:
             watchdog.done(deadline)
         return None if deadline.expired else outcome

@@ -362,7 +362,7 @@ class HTTPProtocol(asyncio.Protocol):
             self.request_deadline.thread = threading.get_ident()  # for the stack in the log
         body = BodyReader(request, self)
         assert self.settings.runner is not None
-        outcome = self.settings.runner(request, body, self, self.addr)
+        outcome = self.settings.runner.run(request, body, self, self.addr)
         body_ok = not body.failed and body.drain(DRAIN_LIMIT)
         return request, outcome, body_ok
 

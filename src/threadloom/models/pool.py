@@ -138,10 +138,11 @@ class PoolModel(ThreadModel):
             for fd, events in ready:
                 target = data.get(fd)
                 if type(target) is tuple:  # a connection (the most common)
-                    with handoff:
-                        if fd in serving:
-                            missed[fd] = missed.get(fd, 0) | events  # its worker reads
-                            continue
+                    if fd in serving:  # (only this thread adds: if not, it stays not)
+                        with handoff:
+                            if fd in serving:
+                                missed[fd] = missed.get(fd, 0) | events  # its worker reads
+                                continue
                     sock, session = target
                     want = self._receive(fd, sock, session, events & _HANGUP)
                     self._dispatch(fd, sock, session, want)
