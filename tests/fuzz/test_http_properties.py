@@ -153,6 +153,11 @@ def _parse(data: bytes, head: bool) -> tuple[list[tuple[str, bytes]], bool, int]
         parser.feed_data(data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n" if head else data)
     except httptools.HttpParserUpgrade:
         complete.append(True)  # a 101 with Connection: upgrade ends HTTP: that is complete
+    except httptools.HttpParserError as exc:
+        # llhttp pauses after any 101 head (with or without Upgrade fields): HTTP ends there
+        if "Upgrade" not in str(exc) or parser.get_status_code() != 101:
+            raise
+        complete.append(True)
     return got, bool(complete), parser.get_status_code()
 
 

@@ -327,10 +327,18 @@ class _ExchangeState:
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], None]:
-        return self._start_response(status, headers, exc_info)  # type: ignore[attr-defined,no-any-return]
+        return self._start_response(status, headers, exc_info)
 
     def send_whole(self, body: bytes) -> None:
-        self._send_whole(body)  # type: ignore[attr-defined]
+        self._send_whole(body)
+
+    def _start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], None]:
+        raise NotImplementedError  # _Exchange's
+
+    def _send_whole(self, body: bytes) -> None:
+        raise NotImplementedError  # _Exchange's
 
 
 #: The exchange's state and hot entry points: in C when the extension is in use.
