@@ -159,12 +159,12 @@ class PoolModel(ThreadModel):
         session = self.service.session(sock, addr)
         self.connections.add(sock, session)
         fd = sock.fileno()
-        self.mux.data[fd] = (sock, session)
         want = session.start()
         if want is READ:
             self._parked.add(fd)
-            self.mux.epoll.register(fd, _WATCHED)
+            self.mux.add(fd, (sock, session))
         else:
+            self.mux.data[fd] = (sock, session)  # known, never watched: a worker owns it
             self._dispatch(fd, sock, session, want)
 
     def _receive(self, fd: int, sock: socket.socket, session: Session, hangup: int) -> Want:
