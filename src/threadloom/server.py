@@ -6,17 +6,15 @@
   configuration mistake surfaces here, as a :class:`ConfigError`, before anything is served;
   afterwards :attr:`Server.urls` holds the real addresses (port 0 resolved).
 * :meth:`Server.serve_forever` runs the model on the calling thread until stopped.
-* :meth:`Server.stop` may be called from any thread or a signal handler, even before
-  ``serve_forever`` has started.
+* :meth:`Server.stop` may be called from any thread, even before ``serve_forever`` has
+  started; never from a signal handler (see :mod:`threadloom.signals`).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import threading
-from types import FrameType
 from typing import Any
 
 from threadloom import __version__
@@ -30,6 +28,7 @@ from threadloom.models import model_class
 from threadloom.models.base import Model
 from threadloom.net.listeners import Listener, bind
 from threadloom.net.tls import server_context
+from threadloom.signals import SignalInbox
 
 log = logging.getLogger("threadloom.server")
 
@@ -142,26 +141,7 @@ def run_with_signals(server: Server, *others: Server) -> int:
     all, and they stop when ``server`` does. Returns the process exit status: 0 after a
     graceful stop, 1 when a second signal cut the drain short.
     """
-    received: list[int] = []
     everyone = (server, *others)
-
-    signals: queue.SimpleQueue[int] = queue.SimpleQueue()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        # A handler runs between two bytecodes of the main thread, which may hold any lock
-        # at that moment (threading's own, while it starts a connection's thread; a
-        # WebSocket send's). So it takes none: SimpleQueue.put is the one call CPython
-        # promises is safe here, and the watcher below does the rest.
-        received.append(signum)
-        signals.put(signum)
-
-    def watch() -> None:
-        while True:
-            signum = signals.get()
-            # each on a thread of its own, so that a second signal acts during the drain
-            threading.Thread(
-                target=act, args=(signum, len(received)), name="threadloom-signal", daemon=True
-            ).start()
 
     def act(signum: int, count: int) -> None:
         name = signal.Signals(signum).name
@@ -178,8 +158,9 @@ def run_with_signals(server: Server, *others: Server) -> int:
             for each in everyone:
                 each.stop(graceful=False)
 
-    threading.Thread(target=watch, name="threadloom-signals", daemon=True).start()
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    inbox = SignalInbox((signal.SIGTERM, signal.SIGINT))
+    inbox.dispatch(act)
+    inbox.install()
     threads = [
         threading.Thread(target=other.serve_forever, name="threadloom-serve", daemon=True)
         for other in others
@@ -193,9 +174,8 @@ def run_with_signals(server: Server, *others: Server) -> int:
             other.stop()
         for thread in threads:
             thread.join()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return 1 if len(received) > 1 else 0
+        inbox.restore()
+    return 1 if inbox.received > 1 else 0
 
 
 def serve(app: Any, **options: Any) -> int:

@@ -50,3 +50,12 @@ async def exits_at_start(scope: dict[str, Any], receive: Any, send: Any) -> None
     """An ASGI app whose workers die as they start, without a word: a crash loop."""
     if scope["type"] == "lifespan":
         os._exit(1)
+
+
+def wedged(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
+    """``/hang``: say so on stderr, then never return (a worker this app serves is wedged)."""
+    if environ["PATH_INFO"] == "/hang":
+        print(f"hanging in {os.getpid()}", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(3600)
+    return app(environ, start_response)

@@ -5,13 +5,25 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.ops.support import Proc, address, alive, get, pids_answering, terminate, wait_gone
+from tests.ops.support import (
+    Proc,
+    address,
+    alive,
+    get,
+    pids_answering,
+    scaled,
+    terminate,
+    wait_gone,
+)
+from threadloom.supervisor.worker import KILL_GRACE_S
 from threadloom.testing import MODELS
 
 Spawn = Callable[..., Proc]
@@ -172,3 +184,64 @@ def test_workers_that_keep_dying_back_off_then_stop_the_server(spawn: Spawn) -> 
     assert text.splitlines()[-1] == (
         "threadloom: error: workers keep exiting before they serve (last: exit status 1); see above"
     )
+
+
+def test_a_wedged_worker_dies_after_its_supervisor(spawn: Spawn) -> None:
+    """The parent-death signal ends a worker for certain: a graceful stop, then SIGKILL
+    ``--graceful-timeout`` + KILL_GRACE_S later, even while its app never returns."""
+    args = ("--workers", "1", "--model", "single", "--graceful-timeout", "1")
+    proc = spawn("ops_apps:wedged", *args, "--bind", "127.0.0.1:0")
+    (pid,) = worker_pids(proc, 1)
+    where = address(proc.serving())
+    client = threading.Thread(target=lambda: _swallow(get, where, "/hang"), daemon=True)
+    client.start()
+    proc.expect(rf"hanging in {pid}")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.finish()
+    assert wait_gone(pid, timeout=1 + KILL_GRACE_S + 10), "the wedged worker outlived us"
+    client.join(scaled(10))
+
+
+def _swallow(fn: Callable[..., object], *args: object) -> None:
+    try:
+        fn(*args)
+    except OSError:
+        pass  # the worker was killed under the request: that is the point
+
+
+LOCKED_SIGTERM = """
+import os, signal, sys
+sys.path.insert(0, {here!r})
+from threadloom.server import Server
+from threadloom.supervisor.worker import Stopper, handle_signals
+
+server = Server("ops_apps:app", model="single", bind=("127.0.0.1:0",), graceful_timeout=5)
+server.start()
+handle_signals(Stopper(server, kill_after=60))
+with server.model.connections._lock:
+    os.kill(os.getpid(), signal.SIGTERM)
+    # Python runs the handler here, between two bytecodes, with the lock held: a handler
+    # that stopped the server itself would wait for this lock forever.
+    for _ in range(1000):
+        pass
+    print("handler ran with the lock held", flush=True)
+server.serve_forever()
+print("stopped", flush=True)
+"""
+
+
+def test_sigterm_while_the_main_thread_holds_the_connections_lock(tmp_path: Path) -> None:
+    script = tmp_path / "locked.py"
+    script.write_text(LOCKED_SIGTERM.format(here=str(Path(__file__).parent)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
+    try:
+        out, _ = proc.communicate(timeout=scaled(20))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError("the worker deadlocked on its own signal:\n" + out.decode()) from None
+    assert proc.returncode == 0, out.decode()
+    assert out.decode().splitlines()[-2:] == ["handler ran with the lock held", "stopped"]

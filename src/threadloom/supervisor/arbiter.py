@@ -8,7 +8,8 @@ once, and forks the workers, which inherit both (:mod:`threadloom.supervisor.wor
 never starts a thread: everything it does happens in one selector loop whose selector data
 are callbacks ``f(mask)``, fed by
 
-* signals, through ``signal.set_wakeup_fd`` (the handlers only record the number);
+* signals, through ``signal.set_wakeup_fd`` (the handlers only record the number:
+  :mod:`threadloom.signals`);
 * each worker's channel (:mod:`threadloom.supervisor.channel`): ``ready``, ``fatal``,
   ``recycle``, ``stats``;
 * the ``--metrics-bind`` endpoint (:mod:`threadloom.metrics`), if any;
@@ -39,7 +40,6 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from threadloom import __version__
@@ -49,13 +49,13 @@ from threadloom.metrics import Endpoint, Health, require_prometheus
 from threadloom.net.listeners import Listener, bind, parse_bind
 from threadloom.net.reuseport import reserve
 from threadloom.server import Server
+from threadloom.signals import SignalInbox
 from threadloom.stats import counters_only, merge, rss_bytes
 from threadloom.supervisor.channel import Channel, Message, channel_pair
-from threadloom.supervisor.worker import die_with_parent, finish_child, run_worker
+from threadloom.supervisor.worker import KILL_GRACE_S, die_with_parent, finish_child, run_worker
 
 log = logging.getLogger("threadloom.supervisor")
 
-KILL_GRACE_S = 5.0
 COLLECT_TIMEOUT_S = 1.0
 EARLY_S = 1.0
 BACKOFF_BASE_S = 0.5
@@ -98,7 +98,6 @@ class Supervisor:
         self.start_failures = 0
         self.restarts = 0
         self.retired: list[dict[str, Any]] = []  # counters of exited workers, last seen
-        self.signals: list[int] = []
         self.stop_signals = 0
         self.stop_at: float | None = None
         self.kill_at: float | None = None
@@ -110,7 +109,7 @@ class Supervisor:
         self.endpoint: Endpoint | None = None
         self.selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
-        self._previous: dict[int, Any] = {}
+        self.signals = SignalInbox(_HANDLED, wakeup_fd=self._wake_w.fileno())
         self._seq = 0
 
     # -- the whole life ------------------------------------------------------------------------
@@ -335,12 +334,7 @@ class Supervisor:
         for sock in (self._wake_r, self._wake_w):
             sock.setblocking(False)
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wake)
-        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
-        for sig in _HANDLED:
-            self._previous[sig] = signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.signals.append(signum)
+        self.signals.install()
 
     def _drain_wake(self, mask: int) -> None:
         try:
@@ -350,8 +344,7 @@ class Supervisor:
             pass
 
     def _handle_signals(self) -> None:
-        signals, self.signals = self.signals, []
-        for signum in signals:
+        for signum, _ in self.signals.take():
             if signum == signal.SIGHUP and not (self.draining or self.fatal):
                 current = [w for w in self.workers.values() if w.ready and not w.retiring]
                 log.info("SIGHUP received: replacing %d workers", len(current))
@@ -414,9 +407,7 @@ class Supervisor:
         if self.endpoint is not None:
             self.endpoint.close()
         self._close_sockets()
-        signal.set_wakeup_fd(-1)
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        self.signals.restore()
         self.selector.close()
         self._wake_r.close()
         self._wake_w.close()

@@ -4,14 +4,19 @@ A worker is the supervisor's image after ``fork()``: the app is already imported
 listening sockets already bound. It
 
 1. asks the kernel to send it SIGTERM when the supervisor dies (PR_SET_PDEATHSIG), and
-   also stops when its channel reaches end of file, so it is never left an orphan;
+   also stops when its channel reaches end of file, so it is never left an orphan: once
+   asked to stop, for whatever reason, it is gone ``--graceful-timeout`` (plus
+   ``KILL_GRACE_S``) later even if something wedged it, because a timer thread then
+   SIGKILLs it (its supervisor, which would have done so, may be gone);
 2. runs an ordinary :class:`~threadloom.server.Server` of the chosen model on the inherited
    sockets (marked *shared*, so stopping never shuts them down for its siblings), or on
    sockets of its own under ``--reuse-port``;
 3. reports ``ready`` once the model accepts, answers ``stats`` requests from a control
    thread, and asks to be recycled after its ``--max-requests``;
 4. stops gracefully on SIGTERM and at once on SIGQUIT; SIGINT is ignored, because a
-   terminal's Ctrl-C reaches the supervisor too, and the supervisor decides.
+   terminal's Ctrl-C reaches the supervisor too, and the supervisor decides. Its handlers
+   only record the signal (:mod:`threadloom.signals`): a handler that stopped the server
+   itself could wait for a lock the interrupted main thread holds, forever.
 
 Threads start only here, after the fork: the supervisor never has any.
 """
@@ -24,13 +29,14 @@ import os
 import signal
 import sys
 import threading
-from types import FrameType
+import time
 from typing import Any
 
 from threadloom.config import Config
 from threadloom.errors import ConfigError
 from threadloom.net.listeners import Listener, bind
 from threadloom.server import Server
+from threadloom.signals import SignalInbox
 from threadloom.stats import STATS
 from threadloom.supervisor.channel import Channel
 
@@ -38,6 +44,9 @@ log = logging.getLogger("threadloom.supervisor")
 
 #: A worker that could not start sends ``fatal`` and exits with this status.
 EXIT_FATAL = 3
+#: Seconds past ``--graceful-timeout`` after which a stopping worker kills itself (the
+#: supervisor waits as long before it does the same).
+KILL_GRACE_S = 5.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -79,11 +88,12 @@ def run_worker(
         return EXIT_FATAL
     if limit:
         STATS.on_request = Budget(limit, channel).spend
+    stopper = Stopper(server, config.graceful_timeout + KILL_GRACE_S)
     control = threading.Thread(
-        target=_control, args=(channel, server), name="threadloom-control", daemon=True
+        target=_control, args=(channel, server, stopper), name="threadloom-control", daemon=True
     )
     control.start()
-    _handle_signals(server)
+    handle_signals(stopper)
     try:
         server.serve_forever()
     except ConfigError as exc:  # ASGI lifespan startup failed
@@ -119,19 +129,54 @@ def _start(app: Any, config: Config, plan: list[Listener | str]) -> Server:
     return server
 
 
-def _handle_signals(server: Server) -> None:
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        server.stop(graceful=True)
+class Stopper:
+    """Stops the worker's server once asked, and makes sure the process ends regardless.
 
-    def on_quit(signum: int, frame: FrameType | None) -> None:
-        server.stop(graceful=False)
+    The first request to stop arms a deadline: if the process still runs ``kill_after``
+    seconds later (an app that never returns, a wedged thread), a timer thread writes one
+    line straight to file descriptor 2 (no logging lock: whatever wedged us may hold it)
+    and SIGKILLs the process. Safe from any thread; never called from a signal handler.
+    """
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGQUIT, on_quit)
+    def __init__(self, server: Server, kill_after: float) -> None:
+        self.server = server
+        self.kill_after = kill_after
+        self._armed = threading.Event()
+
+    def stop(self, graceful: bool) -> None:
+        if not self._armed.is_set():
+            self._armed.set()
+            threading.Thread(
+                target=self._kill_later, name="threadloom-deadline", daemon=True
+            ).start()
+        self.server.stop(graceful=graceful)
+
+    def _kill_later(self) -> None:
+        time.sleep(self.kill_after)
+        line = (
+            f"threadloom: worker {os.getpid()} still running {self.kill_after:g}s after it"
+            " was asked to stop; killing it\n"
+        )
+        try:
+            os.write(2, line.encode())
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def handle_signals(stopper: Stopper) -> SignalInbox:
+    """SIGTERM: a graceful stop; SIGQUIT: stop now (recorded, then acted on by a thread)."""
+
+    def act(signum: int, count: int) -> None:
+        stopper.stop(graceful=signum == signal.SIGTERM and count == 1)
+
+    inbox = SignalInbox((signal.SIGTERM, signal.SIGQUIT))
+    inbox.dispatch(act, name="threadloom-worker-signals")
+    inbox.install()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return inbox
 
 
-def _control(channel: Channel, server: Server) -> None:
+def _control(channel: Channel, server: Server, stopper: Stopper) -> None:
     """Say ``ready`` once the model accepts; answer ``stats``; stop if the supervisor goes."""
     assert server.model is not None
     server.model.ready.wait()
@@ -142,7 +187,7 @@ def _control(channel: Channel, server: Server) -> None:
             if message.get("t") == "stats":
                 channel.send({"t": "stats", "seq": message.get("seq"), "data": STATS.snapshot()})
     log.warning("worker %d: the supervisor is gone; stopping", os.getpid())
-    server.stop(graceful=True)
+    stopper.stop(graceful=True)
 
 
 def finish_child(status: int) -> None:

@@ -1,0 +1,88 @@
+"""Signals, handled one way everywhere: the handler only records; a thread or a loop acts.
+
+Why
+---
+A Python signal handler runs on the main thread between two bytecodes, wherever that
+thread happens to be: inside ``Connections.remove`` holding the registry's lock, inside a
+WebSocket send holding its send lock, inside ``logging`` or ``threading`` holding theirs. A
+handler that takes any lock the interrupted code may hold deadlocks the process on itself,
+and a second signal only nests the same frames again. A ``--workers`` worker once wedged
+exactly so (its SIGTERM handler called ``Server.stop``, which waited for the connections
+lock the main thread held), outlived its supervisor and hung the test suite.
+
+So the handler installed here does one thing: ``SimpleQueue.put``, the one call CPython
+documents as safe from a signal handler (it is reentrant and takes no Python-level lock).
+Whoever acts on the signal does it elsewhere, in one of two ways:
+
+* :meth:`SignalInbox.dispatch`: a watcher thread takes each signal and runs the action on
+  a thread of its own, so a second signal acts while the first one's drain is under way
+  (the server and the workers);
+* :meth:`SignalInbox.take`: a selector loop woken through ``signal.set_wakeup_fd`` drains
+  what was recorded (the supervisor, which never starts a thread).
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from types import FrameType
+from typing import Any
+
+#: ``act(signum, count)``: ``count`` is how many signals this inbox had received, this one
+#: included, when it arrived (1 for the first: a graceful stop; more: stop now).
+Action = Callable[[int, int], None]
+
+
+class SignalInbox:
+    """Records the given signals; see the module docstring for who acts, and where."""
+
+    def __init__(self, signals: Iterable[int], wakeup_fd: int | None = None) -> None:
+        self.signals = tuple(signals)
+        self.received = 0
+        self._queue: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
+        self._wakeup_fd = wakeup_fd
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Put the recording handler in place (on the main thread, as Python requires)."""
+        if self._wakeup_fd is not None:
+            signal.set_wakeup_fd(self._wakeup_fd, warn_on_full_buffer=False)
+        for sig in self.signals:
+            self._previous[sig] = signal.signal(sig, self._record)
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before :meth:`install`."""
+        if self._wakeup_fd is not None:
+            signal.set_wakeup_fd(-1)
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        # The only statements a handler may run here: no lock, no logging, no thread start.
+        # (Handlers run on the main thread only, one at a time, so the count needs no lock.)
+        self.received += 1
+        self._queue.put((signum, self.received))
+
+    def take(self) -> list[tuple[int, int]]:
+        """What arrived since the last call, ``(signum, count)`` each; never blocks."""
+        taken: list[tuple[int, int]] = []
+        while True:
+            try:
+                taken.append(self._queue.get_nowait())
+            except queue.Empty:
+                return taken
+
+    def dispatch(self, act: Action, name: str = "threadloom-signals") -> None:
+        """Act on every signal from now on, each on a daemon thread of its own."""
+
+        def watch() -> None:
+            while True:
+                signum, count = self._queue.get()
+                threading.Thread(
+                    target=act, args=(signum, count), name=f"{name}-act", daemon=True
+                ).start()
+
+        threading.Thread(target=watch, name=name, daemon=True).start()
