@@ -25,10 +25,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Property tests draw from a seed printed first: `HYPOTHESIS_SEED=N make test` replays a run.
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q
-	@echo "the HTTP tests again, pure Python (as without a C compiler):"
-	THREADLOOM_PURE_PYTHON=1 $(BIN)/python -m pytest -q tests/http1 tests/asgi tests/protocols
+	@seed=$${HYPOTHESIS_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	echo "hypothesis seed: $$seed (HYPOTHESIS_SEED=$$seed make test draws the same inputs)"; \
+	$(BIN)/python -m pytest -q --hypothesis-seed=$$seed && \
+	echo "the HTTP tests again, pure Python (as without a C compiler):" && \
+	THREADLOOM_PURE_PYTHON=1 $(BIN)/python -m pytest -q --hypothesis-seed=$$seed \
+		tests/http1 tests/asgi tests/protocols
 
 test: lint typecheck unit
 

@@ -8,10 +8,25 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from threadloom.testing import timeout_factor
+
+pytest_plugins = ["tests.guards"]  # the hard timeout and the process-leak check
+
+# A failing property test must be reproducible: Hypothesis prints the falsifying input and a
+# @reproduce_failure blob, and keeps failing inputs in an ignored folder, where the next run
+# (and `make test`, which also prints its --hypothesis-seed) tries them first.
+settings.register_profile(
+    "threadloom",
+    database=DirectoryBasedExampleDatabase(Path(__file__).resolve().parents[1] / ".hypothesis"),
+    print_blob=True,
+)
+settings.load_profile("threadloom")
 
 REQUIRE_TOOLS = os.environ.get("THREADLOOM_REQUIRE_TOOLS") == "1"
 

@@ -18,20 +18,38 @@ from threadloom.testing import MODELS, timeout_factor
 
 HANDLERS = Path(__file__).parent.parent / "models"
 PYTHON = sys.executable
+#: Every server this module starts, ended after each test whatever its outcome.
+STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def end_started_servers() -> Iterator[None]:
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def threadloom(
-    *args: str, env: dict[str, str] | None = None, cwd: Path = HANDLERS
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path = HANDLERS,
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen[str]:
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [PYTHON, "-m", "threadloom", *args],
         cwd=cwd,
         env=full_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        pass_fds=pass_fds,
     )
+    STARTED.append(proc)
+    return proc
 
 
 def free_port() -> int:
@@ -160,14 +178,7 @@ def test_fd_bind() -> None:
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     fd = listener.fileno()
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "threadloom", "serve", "handlers:handle_client", "--bind", f"fd://{fd}"],
-        cwd=HANDLERS,
-        pass_fds=(fd,),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = threadloom("serve", "handlers:handle_client", "--bind", f"fd://{fd}", pass_fds=(fd,))
     listener.close()
     code, _ = run_and_stop(proc, port)
     assert code == 0

@@ -29,7 +29,6 @@ from threadloom.testing import running_server, timeout_factor
 SETTINGS = settings(
     max_examples=200,
     deadline=None,
-    database=None,  # nothing written into the repository
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 METHODS = ["GET", "POST", "PUT", "HEAD", "OPTIONS", "DELETE", "get", "G T", "", "CONNECT"]

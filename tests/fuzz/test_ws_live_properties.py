@@ -20,7 +20,6 @@ from threadloom.testing import running_server, timeout_factor
 SETTINGS = settings(
     max_examples=200,
     deadline=None,
-    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 

@@ -53,6 +53,7 @@ class Proc:
             stderr=subprocess.PIPE,
             text=True,
             pass_fds=pass_fds,
+            start_new_session=True,  # a group of its own: see kill()
         )
         self.pid = self.popen.pid
         self.log: list[str] = []
@@ -108,13 +109,21 @@ class Proc:
         return status, self.text
 
     def kill(self) -> None:
+        """End the process and everything in its group (workers, even orphaned ones)."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass  # the group is gone already
         if self.popen.poll() is None:
             self.popen.kill()
-            self.popen.wait()
+        self.popen.wait()
         self._close()
 
     def _close(self) -> None:
+        """Close the log pipe once its reader has finished (never under the reader)."""
         self._reader.join(scaled(5))
+        if self._reader.is_alive():
+            return  # a descendant still holds the pipe open: kill() ends the group first
         if self.popen.stderr is not None:
             self.popen.stderr.close()
 

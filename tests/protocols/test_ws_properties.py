@@ -20,7 +20,6 @@ from threadloom.protocols.websocket import (
 SETTINGS = settings(
     max_examples=150,
     deadline=None,
-    database=None,  # nothing written into the repository
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 KEY = b"\x0f\xf0\x55\xaa"
