@@ -217,3 +217,32 @@ def test_slow_readers_cost_bounded_memory_and_time_out(model: str, app: str, pat
         finally:
             for sock in socks:
                 sock.close()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_head_deadlines_are_kept_to_the_tenth_of_a_second(model: str) -> None:
+    """Heads begun at staggered moments are each cut off ``--timeout-header`` after their
+    first byte, not whenever a periodic sweep comes round (``pool`` swept twice a second
+    and cut some up to 0.5 s late)."""
+    timeout, count = 1.0, 1 if model == "single" else 12
+    with running_server(apps.hello, model=model, access_log=False, timeout_header=timeout) as srv:
+        socks, began = [], []
+        for _ in range(count):
+            sock = socket.create_connection(srv.addresses[0])
+            sock.sendall(b"GET / HTTP/1.1\r\n")
+            began.append(time.monotonic())
+            socks.append(sock)
+            time.sleep(0.07)
+        late = []
+        try:
+            for sock, start in zip(socks, began, strict=True):
+                sock.settimeout(5 * timeout_factor())
+                assert b"408" in sock.recv(4096)
+                while sock.recv(4096):
+                    pass
+                late.append(time.monotonic() - start - timeout)
+        finally:
+            for sock in socks:
+                sock.close()
+        # the last socket is read last: its lateness is the truest measure
+        assert max(late) < 0.25 * timeout_factor(), [f"{x:.2f}" for x in late]

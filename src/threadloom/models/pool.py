@@ -23,8 +23,11 @@ would leave something unread after a read: a read that fills the buffer (more ma
 a peer that has shut down its side (``EPOLLRDHUP``: the end of input follows the bytes, and
 it is reported with them, not again). Both are read on at once, or, when the session has
 a request to serve first, noted in ``_missed`` for the worker to read afterwards.
-Deadlines of parked connections are swept twice a second, and only while there are
-connections.
+Deadlines of parked connections are swept when the earliest of them is due (found by the
+previous sweep, or noted when the I/O thread parks one), batched to ``SWEEP_MIN_S`` and at
+least every ``SWEEP_MAX_S`` (for connections a worker parked since), and only while there
+are connections. A connection is thus closed within ``SWEEP_MIN_S`` of its deadline, not
+up to half a second late as with a fixed period.
 
 Raw handlers own their socket for its whole life, so they hold a worker until they return,
 exactly as in the tutorial.
@@ -45,7 +48,11 @@ from threadloom.models.base import ThreadModel, log
 from threadloom.net.listeners import Listener
 from threadloom.stats import Load
 
-SWEEP_INTERVAL_S = 0.5
+#: Sweeps are at least this far apart (deadlines due close together expire together) ...
+SWEEP_MIN_S = 0.05
+#: ... and at most this far: a worker parks a connection without telling the I/O thread
+#: its deadline, which is a keep-alive one, seconds away.
+SWEEP_MAX_S = 0.5
 _WATCHED = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 _HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _FULL = select.EPOLLIN  # in _missed: a read filled the buffer
@@ -193,6 +200,9 @@ class PoolModel(ThreadModel):
         """Act on what a session wants, from the I/O thread."""
         if want is READ:
             self._parked.add(fd)
+            deadline = session.deadline()
+            if deadline is not None and deadline < self._next_sweep:
+                self._next_sweep = deadline
             return
         self._parked.discard(fd)
         if want is SERVE and self._work.qsize() < self._max_queue:
@@ -212,8 +222,9 @@ class PoolModel(ThreadModel):
         return max(self._next_sweep - time.monotonic(), 0.0)
 
     def _sweep(self, now: float, close_idle: bool) -> None:
-        """Expire parked connections whose deadline passed (and idle ones when draining)."""
-        self._next_sweep = now + SWEEP_INTERVAL_S
+        """Expire parked connections whose deadline passed (and idle ones when draining);
+        the next sweep is due at the earliest deadline left (see the module docstring)."""
+        earliest = now + SWEEP_MAX_S
         data = self.mux.data
         for fd in list(self._parked):
             conn = data.get(fd)
@@ -226,9 +237,14 @@ class PoolModel(ThreadModel):
                 self._close(fd, sock, session)
                 continue
             deadline = session.deadline()
-            if deadline is not None and deadline <= now:
+            if deadline is None:
+                continue
+            if deadline <= now:
                 self._parked.discard(fd)
                 self._dispatch(fd, sock, session, session.expire())
+            elif deadline < earliest:
+                earliest = deadline
+        self._next_sweep = max(earliest, now + SWEEP_MIN_S)
 
     def _close(self, fd: int, sock: socket.socket, session: Session) -> None:
         self.mux.data.pop(fd, None)  # before close: the fd number may be reused at once
