@@ -103,6 +103,11 @@ class Config:
         "bytes/s a request body must average once --timeout-io of grace is spent; a slower "
         "sender is cut off (slow POST) (0: off)",
     )
+    min_send_rate: int = setting(
+        1024,
+        "bytes/s a client must read a response at once --timeout-io of grace is spent; a "
+        "slower reader is dropped (slow read) (0: only the --timeout-io stall bound)",
+    )
     timeout_request: float = setting(
         0.0,
         "seconds a sync app (WSGI) may take before its response starts; then 503, the "
@@ -183,8 +188,10 @@ class Config:
         for name in ("timeout_header", "timeout_keep_alive", "timeout_io"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
-        if self.timeout_request < 0 or self.min_body_rate < 0:
-            raise ConfigError("--timeout-request and --min-body-rate must not be negative")
+        if self.timeout_request < 0 or self.min_body_rate < 0 or self.min_send_rate < 0:
+            raise ConfigError(
+                "--timeout-request, --min-body-rate and --min-send-rate must not be negative"
+            )
         if self.max_header_size < 1024 or self.max_body_size < 0:
             raise ConfigError("--max-header-size must be at least 1024, --max-body-size >= 0")
         if self.ws_max_size < 1 or self.ws_ping_interval < 0:

@@ -266,6 +266,13 @@ def render(snapshot: Mapping[str, Any], extra: Mapping[str, float]) -> bytes:
         families.append(GaugeMetricFamily(name, text, value=snapshot[key]))
     families.append(
         CounterMetricFamily(
+            "threadloom_slow_readers_dropped",
+            "Connections dropped for reading a response slower than --min-send-rate",
+            value=snapshot.get("slow_readers_dropped", 0),
+        )
+    )
+    families.append(
+        CounterMetricFamily(
             "threadloom_worker_restarts",
             "Worker processes that died and were restarted",
             value=extra.get("worker_restarts", 0),

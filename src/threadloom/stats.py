@@ -61,7 +61,7 @@ class _Shard:
     bucket: one list increment per request instead of two (this runs for every request).
     """
 
-    __slots__ = ("closed", "grid", "opened", "seconds", "thread")
+    __slots__ = ("closed", "grid", "opened", "seconds", "slow_readers", "thread")
 
     def __init__(self, thread: threading.Thread | None) -> None:
         self.thread = thread
@@ -69,6 +69,7 @@ class _Shard:
         self.seconds = 0.0
         self.opened = 0
         self.closed = 0
+        self.slow_readers = 0
 
     def add_to(self, total: _Shard) -> None:
         for i, n in enumerate(self.grid):
@@ -76,6 +77,7 @@ class _Shard:
         total.seconds += self.seconds
         total.opened += self.opened
         total.closed += self.closed
+        total.slow_readers += self.slow_readers
 
     @property
     def classes(self) -> list[int]:
@@ -137,6 +139,14 @@ class Stats:
             shard = self._register()
         shard.closed += 1
 
+    def slow_reader(self) -> None:
+        """A connection was dropped for reading its response too slowly (--min-send-rate)."""
+        try:
+            shard: _Shard = self._local.shard
+        except AttributeError:
+            shard = self._register()
+        shard.slow_readers += 1
+
     def _register(self) -> _Shard:
         shard = _Shard(threading.current_thread())
         self._local.shard = shard
@@ -188,17 +198,23 @@ class Stats:
 
     def totals(self) -> tuple[list[int], list[int], float, int]:
         """Status-class counts, latency bucket counts, latency sum, open connections."""
+        total = self._total()
+        return total.classes, total.counts, total.seconds, max(total.opened - total.closed, 0)
+
+    def _total(self) -> _Shard:
         total = _Shard(None)
         with self._lock:
             self._fold_finished()
             self._retired.add_to(total)
             for shard in self._shards:
                 shard.add_to(total)
-        return total.classes, total.counts, total.seconds, max(total.opened - total.closed, 0)
+        return total
 
     def snapshot(self) -> dict[str, Any]:
         """Everything, as a JSON-ready dict (see the module docstring)."""
-        classes, counts, seconds, open_connections = self.totals()
+        total = self._total()
+        classes, counts, seconds = total.classes, total.counts, total.seconds
+        open_connections = max(total.opened - total.closed, 0)
         requests = sum(classes)
         load = self._load()
         return {
@@ -213,6 +229,7 @@ class Stats:
             "latency_bounds": list(LATENCY_BOUNDS),
             "latency_counts": counts,
             "latency_sum_seconds": seconds,
+            "slow_readers_dropped": total.slow_readers,
         }
 
     def _rate(self, requests: int) -> float:

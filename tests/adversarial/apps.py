@@ -225,3 +225,26 @@ def ws_close_at_once(ws: Any) -> None:
 
 async def ws_close_at_once_async(ws: Any) -> None:
     await ws.close(1000, "bye")
+
+
+#: One 8 MiB body, the same object for every request: many slow readers of it must cost
+#: the server about nothing beyond the kernel's buffers (no copy per connection).
+EIGHT_MIB = b"r" * (8 * 1024 * 1024)
+
+
+def eight_mib(environ: Env, start_response: Any) -> Iterable[bytes]:
+    """``/hello``: a few bytes; anything else: :data:`EIGHT_MIB` in one piece."""
+    if environ["PATH_INFO"] == "/hello":
+        return hello(environ, start_response)
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return [EIGHT_MIB]
+
+
+async def asgi_eight_mib(scope: Scope, receive: Any, send: Any) -> None:
+    """The same for ASGI: one body message."""
+    if scope["type"] != "http":
+        return
+    body = b"Hello, world!" if scope["path"] == "/hello" else EIGHT_MIB
+    headers = [(b"content-type", b"application/octet-stream")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

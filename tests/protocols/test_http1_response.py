@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from threadloom.errors import LocalProtocolError
 from threadloom.protocols.http1 import (
@@ -12,6 +16,7 @@ from threadloom.protocols.http1 import (
     ServerConnection,
     error_response,
     full_response,
+    full_response_parts,
     response_head,
 )
 
@@ -229,3 +234,45 @@ def test_date_cache_recomputes_only_when_the_second_changes() -> None:
     second = cache.header_value()
     assert second == b"Tue, 14 Nov 2023 22:13:21 GMT"
     assert cache.header_value() is second
+
+
+@given(
+    status=st.sampled_from([200, 201, 204, 206, 304, 404, 500, 101, 999]),
+    headers=st.lists(
+        st.sampled_from(
+            [
+                ("Content-Type", "text/plain"),
+                ("Content-Length", "70000"),
+                ("Content-Length", "5"),
+                ("Connection", "close"),
+                ("X-Bad", "a\r\nb"),
+                ("Transfer-Encoding", "chunked"),
+            ]
+        ),
+        max_size=3,
+    ),
+    method=st.sampled_from(["GET", "HEAD"]),
+    keep_alive=st.booleans(),
+    size=st.sampled_from([0, 5, 70000]),
+)
+def test_parts_are_the_whole_response_unjoined(
+    status: int, headers: list[tuple[str, str]], method: str, keep_alive: bool, size: int
+) -> None:
+    """``full_response_parts`` (large bodies, never joined) says exactly what
+    ``full_response`` says, or refuses the same way."""
+    request = Request()
+    request.method, request.keep_alive = method, keep_alive
+    body = b"b" * size
+    try:
+        whole, alive = full_response(request, status, headers, body)
+    except LocalProtocolError as exc:
+        with pytest.raises(LocalProtocolError, match=re.escape(str(exc)[:20])):
+            full_response_parts(request, status, headers, body)
+        return
+    head, rest, alive_too = full_response_parts(request, status, headers, body)
+    assert (_no_date(head + rest), alive_too) == (_no_date(whole), alive)
+
+
+def _no_date(data: bytes) -> bytes:
+    """The Date line may tick between the two calls."""
+    return re.sub(rb"Date: [^\r]*\r\n", b"", data, flags=re.IGNORECASE)

@@ -28,9 +28,10 @@ from typing import IO, Any
 from threadloom.config import Config
 from threadloom.engine.accesslog import AccessLog
 from threadloom.engine.body import EMPTY_INPUT, BodyReader
+from threadloom.engine.outbox import STREAM_QUEUE_MAX, Outbox
 from threadloom.engine.request_timeout import Deadline, GuardedSink, Watchdog, answer_timeout
-from threadloom.engine.session import CLOSE, READ, SERVE, Want
-from threadloom.engine.sockio import recv_waiting, send_all
+from threadloom.engine.session import CLOSE, READ, SERVE, WRITE, Want
+from threadloom.engine.sockio import recv_waiting, reset_on_close
 from threadloom.engine.ws import (
     BlockingWebSocket,
     WSSettings,
@@ -113,6 +114,7 @@ class HTTPSettings:
         self.timeout_keep_alive = config.timeout_keep_alive
         self.timeout_io = config.timeout_io
         self.min_body_rate = config.min_body_rate
+        self.min_send_rate = config.min_send_rate
         #: --timeout-request: thread models share a watchdog thread; asyncio uses loop timers
         self.timeout_request = config.timeout_request
         self.watchdog = Watchdog(config.timeout_request) if config.timeout_request else None
@@ -124,11 +126,13 @@ class HTTPSession:
 
     __slots__ = (
         "addr",
+        "after_write",
         "body_of",
         "body_since",
         "conn",
         "deadline_at",
         "head_since",
+        "outbox",
         "served",
         "serving",
         "settings",
@@ -147,6 +151,8 @@ class HTTPSession:
         self.serving = False
         self.body_of: RequestBody | None = None  # the body whose budget body_since starts
         self.body_since = 0.0
+        self.outbox = Outbox(sock, settings.timeout_io, settings.min_send_rate)
+        self.after_write = CLOSE  # what comes once the outbox is empty
 
     # -- the engine contract ---------------------------------------------------------------
 
@@ -176,14 +182,33 @@ class HTTPSession:
     def serve(self) -> Want:
         self.serving = True  # for `idle`: a request is being served
         try:
-            return self._serve_ready()
+            want = self._serve_ready()
         finally:
             self.serving = False
+        if self.outbox:
+            self.after_write = want
+            return WRITE  # the owner sends the rest: this thread is free
+        return want
+
+    def flush(self) -> Want:
+        try:
+            if not self.outbox.flush():
+                return WRITE
+        except OSError:
+            self.outbox.clear()
+            return CLOSE
+        return self.after_write
 
     def deadline(self) -> float | None:
-        return self.deadline_at
+        return self.outbox.deadline() if self.outbox else self.deadline_at
 
     def expire(self) -> Want:
+        if self.outbox:
+            log.info("%s reads its response too slowly (--min-send-rate): dropped", self.addr)
+            STATS.slow_reader()
+            self.outbox.clear()
+            reset_on_close(self.sock)
+            return CLOSE
         if self.served == 0 or self.conn.head_started or self.conn.requests:
             self._send_quietly(error_response(408))
         return CLOSE
@@ -199,6 +224,7 @@ class HTTPSession:
         return (
             self.served > 0
             and not self.serving
+            and not self.outbox
             and not self.conn.requests
             and not self.conn.head_started
         )
@@ -215,6 +241,8 @@ class HTTPSession:
         requests = self.conn.requests
         conn = self.conn
         while requests:
+            if self.outbox:
+                return SERVE  # one whole response waits at most: the next once it is sent
             request = requests.popleft()
             # only a request with an Upgrade field can be a WebSocket handshake
             if settings.ws is not None and (
@@ -316,6 +344,7 @@ class HTTPSession:
             return False
         self.send(head)
         self._log(request, 101, 0)
+        self.outbox.drain_below(0)  # the WebSocket writes to the socket itself from here
         websocket = BlockingWebSocket(self.sock, core, request, self.addr, ws)
         run_sync_handler(ws, websocket, self.conn.trailing_data)
         return False
@@ -366,9 +395,19 @@ class HTTPSession:
     can_sendfile = True
 
     def send(self, data: bytes) -> None:
-        send_all(self.sock, data, self.settings.timeout_io)
+        """Part of a response: what the socket does not take waits in the outbox; a
+        streamed response that has queued too much waits for the reader (see outbox.py)."""
+        outbox = self.outbox
+        outbox.send(data)
+        if outbox.waiting > STREAM_QUEUE_MAX:
+            outbox.drain_below(STREAM_QUEUE_MAX)
+
+    def send_whole(self, head: bytes, body: bytes) -> None:
+        """A whole response, head and body side by side: never blocks, never copies."""
+        self.outbox.send(head, body)
 
     def sendfile(self, file: IO[bytes], count: int) -> int:
+        self.outbox.drain_below(0)  # the head first
         self.sock.settimeout(self.settings.timeout_io)  # socket.sendfile needs a timeout mode
         try:
             return self.sock.sendfile(file, file.tell(), count)

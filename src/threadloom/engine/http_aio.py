@@ -8,11 +8,19 @@ wait in the core, in order). An ASGI app runs on the loop (eagerly: a task is ma
 it suspends, see :mod:`threadloom.engine.asgi_run`); a WSGI app runs on the model's bounded
 thread pool and talks back only through three thread-safe doors:
 
-* ``send``: bytes go to ``transport.write`` through ``call_soon_threadsafe``; while the
-  transport has paused writing the thread waits (``timeout_io`` at most), so a slow reader
-  exerts backpressure instead of growing a buffer;
+* ``send``: bytes go to the loop through ``call_soon_threadsafe``, by reference. The thread
+  never waits for a whole response; a streamed one waits once more than IN_FLIGHT_MAX of
+  it is queued (its iterator pauses until the reader catches up or is dropped);
 * ``receive_more``: the thread waits until ``data_received`` has fed more body bytes;
 * ``take``: body bytes are taken under the lock that also guards ``data_received``.
+
+One writer per connection: every response byte, from the app's thread or the loop, goes
+through :meth:`HTTPProtocol.write`, which hands the transport at most ``SLICE`` bytes at a
+time and keeps the rest as memoryviews of the app's buffers (``pending``) until the
+transport resumes writing. A slow reader thus costs a bounded transport buffer, not a copy
+of its response, and no thread; the next pipelined request waits until ``pending`` is
+empty. While bytes wait, :class:`~threadloom.engine.outbox.SendBudget` (``--min-send-rate``
+after ``--timeout-io`` of grace) decides when the reader is dropped.
 
 When the core's body buffer passes its high-water mark the protocol stops reading the socket
 until the app has consumed it (flow control for uploads, under either interface).
@@ -24,13 +32,16 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from typing import IO, Any, cast
 
 from threadloom.engine.asgi_run import start_eagerly
 from threadloom.engine.body import BodyReader
 from threadloom.engine.http import DISPATCH_BODY_BYTES, DRAIN_LIMIT, HTTPSettings, body_wait
+from threadloom.engine.outbox import SendBudget
 from threadloom.engine.request_timeout import Deadline, answer_timeout
 from threadloom.engine.session import AsyncRuntime
+from threadloom.engine.sockio import reset_on_close
 from threadloom.engine.ws_aio import ASGIWebSocketCycle, AsyncWebSocket, serve_bare_handler
 from threadloom.errors import LocalProtocolError, RemoteProtocolError
 from threadloom.interfaces.asgi import Message, ResponseState, forward_and_identify, http_scope
@@ -48,8 +59,11 @@ from threadloom.stats import STATS
 log = logging.getLogger("threadloom.http")
 app_log = logging.getLogger("threadloom.app")
 
-#: Bytes a WSGI thread may have handed to the loop that the loop has not written yet.
+#: Bytes a WSGI thread may have queued that the transport has not taken yet, before a
+#: further send of the same (streamed) response waits.
 IN_FLIGHT_MAX = 256 * 1024
+#: The most handed to the transport at once: what it cannot send at once, it copies.
+SLICE = 64 * 1024
 
 
 class ClientDisconnected(OSError):
@@ -79,12 +93,13 @@ class HTTPProtocol(asyncio.Protocol):
         self.lost = False
         self.lock = threading.Lock()
         self.data_ready = threading.Condition(self.lock)
-        self.can_write = threading.Event()  # for WSGI threads
-        self.can_write.set()
-        self.in_flight = 0  # bytes WSGI threads queued for the loop, not written yet
+        self.in_flight = 0  # bytes queued (by any thread) the transport has not taken yet
         self.flight_ready = threading.Condition(self.lock)
-        self.write_paused = False  # the same fact, cheaper to read on the loop
-        self.stall_timer: asyncio.TimerHandle | None = None  # pause_writing for too long
+        self.pending: deque[memoryview] = deque()  # what waits for the transport (loop)
+        self.write_paused = False  # the transport asked us to stop (pending then waits)
+        self.close_when_sent = False
+        self.budget = SendBudget(settings.timeout_io, settings.min_send_rate)
+        self.stall_timer: asyncio.TimerHandle | None = None  # the reader's SendBudget
         self.timer: asyncio.TimerHandle | None = None
         self.deadline: float | None = None
         self.timer_at = 0.0
@@ -145,7 +160,7 @@ class HTTPProtocol(asyncio.Protocol):
         with self.lock:
             self.data_ready.notify_all()
             self.flight_ready.notify_all()
-        self.can_write.set()
+        self.pending.clear()
         self._cancel_timer()
         if self.ws is not None:
             self.ws.connection_lost()
@@ -158,27 +173,42 @@ class HTTPProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self.can_write.clear()
-        self.stall_timer = self.loop.call_later(self.settings.timeout_io, self._write_stalled)
+        if self.stall_timer is None:  # the reader has just fallen behind
+            self.budget.behind(self.loop.time())
+            self._check_reader()
         if self.ws is not None:  # replies to a flood of pings must not grow the buffer
             self.pause_ws_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self.can_write.set()
-        if self.stall_timer is not None:
+        self._pump()
+        if self.write_paused:
+            return  # pending filled the transport again
+        if self.stall_timer is not None:  # caught up
             self.stall_timer.cancel()
             self.stall_timer = None
         if self.ws is not None:
             self.ws.writable()
         self._wake()
+        if self.close_when_sent:
+            self.close()
+        elif not self.busy:
+            self._next()  # the response is out: the next request, or the keep-alive wait
 
-    def _write_stalled(self) -> None:
-        """The peer read nothing for ``timeout_io`` while we had bytes for it: drop it."""
+    def _check_reader(self) -> None:
+        """While the reader is behind: drop it once its :class:`SendBudget` is spent."""
         self.stall_timer = None
-        if self.write_paused and not self.lost:
-            log.info("%s stopped reading (--timeout-io): connection dropped", self.addr)
-            self.abort()
+        if self.lost or not self.write_paused:
+            return
+        deadline = self.budget.deadline()
+        if self.loop.time() < deadline:
+            self.stall_timer = self.loop.call_at(deadline, self._check_reader)
+            return
+        log.info("%s reads its response too slowly (--min-send-rate): dropped", self.addr)
+        STATS.slow_reader()
+        if self.transport is not None:
+            reset_on_close(self.transport.get_extra_info("socket"))
+        self.abort()
 
     # -- dispatch (loop thread) ---------------------------------------------------------------
 
@@ -187,6 +217,8 @@ class HTTPProtocol(asyncio.Protocol):
         if self.lost:
             return
         conn, settings = self.conn, self.settings
+        if self.pending:
+            return  # one whole response waits at most: resume_writing calls us again
         if conn.requests:
             self.head_since = None
             if settings.asgi is None and self._body_pending(conn.requests[0]):
@@ -377,32 +409,32 @@ class HTTPProtocol(asyncio.Protocol):
         deadline = self.request_deadline
         if deadline is not None and data is not CONTINUE and not deadline.start_response():
             raise ClientDisconnected("--timeout-request passed: the client got a 503")
-        if not (self.can_write.wait(self.settings.timeout_io) and self._reserve(len(data))):
-            self.loop.call_soon_threadsafe(self.abort)
-            raise TimeoutError("the client stopped reading")
+        if not self._reserve(len(data)):
+            raise ClientDisconnected("the client went away or reads too slowly")
         self.loop.call_soon_threadsafe(self._write_reserved, data)
 
+    def send_whole(self, head: bytes, body: bytes) -> None:
+        self.send(head)
+        self.send(body)
+
     def _reserve(self, size: int) -> bool:
-        """Wait (``timeout_io`` at most) until the loop has written all but IN_FLIGHT_MAX of
-        what earlier sends queued: else a fast app could queue a whole response on the loop
-        before the transport's ``pause_writing`` reaches it."""
+        """Wait until the transport has taken all but IN_FLIGHT_MAX of what was queued
+        before (a streamed response's next chunk; a first send never waits). The wait ends
+        when the reader catches up or the loop drops it (SendBudget); False if it is gone."""
         with self.lock:
-            if self.in_flight > IN_FLIGHT_MAX:
-                deadline = time.monotonic() + self.settings.timeout_io
-                while self.in_flight > IN_FLIGHT_MAX and not self.lost:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self.flight_ready.wait(left)
+            while self.in_flight > IN_FLIGHT_MAX and not self.lost:
+                self.flight_ready.wait(self.settings.timeout_io)
+            if self.lost:
+                return False
             self.in_flight += size
         return True
 
     def _write_reserved(self, data: bytes) -> None:
-        self.write(data)
         with self.lock:
-            self.in_flight -= len(data)
+            self.in_flight -= len(data)  # write() counts it again while it waits
             if self.in_flight <= IN_FLIGHT_MAX:
-                self.flight_ready.notify()
+                self.flight_ready.notify_all()
+        self.write(data)
 
     def receive_more(self, body: RequestBody) -> bool:
         deadline = time.monotonic() + self.body_wait(body)
@@ -427,12 +459,43 @@ class HTTPProtocol(asyncio.Protocol):
 
     # -- shared helpers (loop thread) ---------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+    def write(self, data: bytes | memoryview) -> None:
+        """Queue ``data`` behind what waits and hand the transport what it takes now."""
+        if self.transport is None or self.transport.is_closing() or not data:
+            return
+        if not self.pending and not self.write_paused and len(data) <= SLICE:
+            self.transport.write(data)  # the common case: nothing waits, a small response
+            return
+        with self.lock:
+            self.in_flight += len(data)
+        self.pending.append(memoryview(data))
+        self._pump()
+
+    def _pump(self) -> None:
+        """Hand the transport SLICE-sized pieces of what waits, until it pauses us."""
+        pending, transport = self.pending, self.transport
+        while pending and not self.write_paused:
+            if transport is None or transport.is_closing():
+                pending.clear()
+                return
+            first = pending[0]
+            piece = first[:SLICE]
+            if len(first) > SLICE:
+                pending[0] = first[SLICE:]
+            else:
+                pending.popleft()
+            self.budget.took(len(piece), self.loop.time())
+            with self.lock:
+                self.in_flight -= len(piece)
+                if self.in_flight <= IN_FLIGHT_MAX:
+                    self.flight_ready.notify_all()
+            transport.write(piece)  # may call pause_writing at once
 
     def close(self) -> None:
         self._cancel_timer()
+        if self.pending and not self.lost:
+            self.close_when_sent = True  # after the response (resume_writing); SendBudget
+            return  # bounds how long that takes
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.close()
@@ -576,8 +639,11 @@ class ASGICycle:
                 await proto.drain()  # lets connection_lost run; says False
                 raise ClientDisconnected("the client went away")
             if data:
-                transport.write(data)
+                proto.write(data)
                 self.sent += len(data)
+                if self.response.tail:
+                    proto.write(self.response.tail)
+                    self.sent += len(self.response.tail)
             if proto.write_paused and not await proto.drain():
                 raise ClientDisconnected("the client went away or stopped reading")
         else:

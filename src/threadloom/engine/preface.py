@@ -192,6 +192,9 @@ class ProxySession:
     def serve(self) -> Want:
         return Want.CLOSE if self.inner is None else self.inner.serve()
 
+    def flush(self) -> Want:
+        return Want.CLOSE if self.inner is None else self.inner.flush()
+
     def deadline(self) -> float | None:
         return self._deadline if self.inner is None else self.inner.deadline()
 

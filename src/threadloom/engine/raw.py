@@ -65,6 +65,9 @@ class RawSession:
                 conn.close()  # the TLS socket over a duplicate descriptor
         return Want.CLOSE
 
+    def flush(self) -> Want:
+        return Want.CLOSE  # a raw handler writes to its socket itself: never WRITE
+
     def deadline(self) -> float | None:
         return None
 

@@ -128,6 +128,11 @@ class GuardedSink:
             raise ConnectionAbortedError("--timeout-request passed: the client got a 503")
         self.sink.send(data)
 
+    def send_whole(self, head: bytes, body: bytes) -> None:
+        if not self.deadline.start_response():
+            raise ConnectionAbortedError("--timeout-request passed: the client got a 503")
+        self.sink.send_whole(head, body)
+
     def sendfile(self, file: IO[bytes], count: int) -> int:
         if not self.deadline.start_response():
             raise ConnectionAbortedError("--timeout-request passed: the client got a 503")

@@ -11,6 +11,12 @@ the session what it wants next and does only that:
   call :meth:`Session.expire` instead.
 * :attr:`Want.SERVE` -- run :meth:`Session.serve` on a thread that may block (the app runs
   there and writes its reply). A pool model hands the session to a worker for this.
+* :attr:`Want.WRITE` -- the session holds response bytes the socket did not take (one
+  writer per connection: :mod:`threadloom.engine.outbox`). Wait until the socket is
+  writable, then call :meth:`Session.flush`, which answers the next want; honour
+  :meth:`Session.deadline` meanwhile (a reader below ``--min-send-rate``), calling
+  :meth:`Session.expire` when it passes. This never needs a thread that may block: the
+  pool's I/O thread does it, and the worker that made the response is free.
 * :attr:`Want.CLOSE` -- close the connection (after :meth:`Session.close`).
 
 :meth:`Session.start` is called once, right after accept: a raw handler answers SERVE at
@@ -32,7 +38,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from threadloom.engine.sockio import wait_readable
+from threadloom.engine.sockio import wait_readable, wait_writable
 
 log = logging.getLogger("threadloom.engine")
 
@@ -46,11 +52,12 @@ class Want(enum.IntEnum):
     READ = 0
     SERVE = 1
     CLOSE = 2
+    WRITE = 3
 
 
 #: The members as module constants, for hot paths: reading ``Want.READ`` goes through the
 #: enum class and costs ~70 ns a time on CPython 3.11, a module global ~5 ns.
-READ, SERVE, CLOSE = Want.READ, Want.SERVE, Want.CLOSE
+READ, SERVE, CLOSE, WRITE = Want.READ, Want.SERVE, Want.CLOSE, Want.WRITE
 
 
 class Session(Protocol):
@@ -68,12 +75,16 @@ class Session(Protocol):
         """Run the app for what is ready; may block. Called on a worker thread."""
         ...
 
+    def flush(self) -> Want:
+        """The socket is writable: send what waits (never blocks). Only after WRITE."""
+        ...
+
     def deadline(self) -> float | None:
         """``time.monotonic()`` value after which :meth:`expire` is due, or None."""
         ...
 
     def expire(self) -> Want:
-        """The deadline passed while waiting to READ."""
+        """The deadline passed while waiting to READ or WRITE."""
         ...
 
     def overloaded(self) -> None:
@@ -137,12 +148,24 @@ def run_blocking(session: Session, sock: socket.socket) -> None:
         while want is not CLOSE:
             if want is SERVE:
                 want = session.serve()
+            elif want is WRITE:
+                want = write_once(session, sock)
             else:
                 want = read_once(session, sock)
     except Exception:
         log.exception("connection failed unexpectedly")
     finally:
         session.close()
+
+
+def write_once(session: Session, sock: socket.socket) -> Want:
+    """One blocking WRITE step: wait until the socket takes bytes (until the session's
+    deadline), then let the session send what waits."""
+    deadline = session.deadline()
+    timeout = None if deadline is None else deadline - time.monotonic()
+    if not wait_writable(sock, timeout):
+        return session.expire()
+    return session.flush()
 
 
 def read_once(session: Session, sock: socket.socket) -> Want:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
 import time
 
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
@@ -25,6 +26,26 @@ def wait_for(sock: socket.socket, events: int, timeout: float | None) -> bool:
 def wait_readable(sock: socket.socket, timeout: float | None) -> bool:
     """Wait for bytes (or EOF) on ``sock``; False on timeout."""
     return wait_for(sock, _POLLIN, timeout)
+
+
+def wait_writable(sock: socket.socket, timeout: float | None) -> bool:
+    """Wait until ``sock`` takes bytes again (or fails); False on timeout."""
+    return wait_for(sock, _POLLOUT, timeout)
+
+
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def reset_on_close(sock: object) -> None:
+    """Make the coming close a reset: a dropped slow reader's unsent bytes are discarded
+    by the kernel at once, instead of being delivered at its pace (and held meanwhile)."""
+    setsockopt = getattr(sock, "setsockopt", None)
+    if setsockopt is None:
+        return  # a TLS stream: its socket closes as it is
+    try:
+        setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    except OSError:
+        pass
 
 
 def send_all(sock: socket.socket, data: bytes, timeout: float) -> None:

@@ -314,6 +314,9 @@ class TLSSession:
         want = self.inner.feed(plain)
         return self.serve() if want is Want.SERVE else want
 
+    def flush(self) -> Want:
+        return self.inner.flush()  # (TLSStream.send never leaves bytes: rarely called)
+
     def deadline(self) -> float | None:
         return self.inner.deadline()
 

@@ -232,6 +232,9 @@ done:
 /* What bind_exchange gives: wsgi.py's status cache ("200 OK" -> (200, "OK", status line or
  * None)) and the HTTP core's render_whole. */
 static PyObject *statuses, *render_whole;
+/* Bodies this large are sent beside their head by the Python path, never joined (Python's
+ * outbox.JOIN_MAX, handed over by bind_exchange). */
+static Py_ssize_t join_max = PY_SSIZE_T_MAX;
 static PyObject *s_start_response, *s_send_whole, *s_write, *s_send, *a_keep_alive;
 
 typedef struct {
@@ -375,7 +378,8 @@ core_start_response(ExchangeCore *self, PyObject *const *args, Py_ssize_t nargs,
 static PyObject *
 core_send_whole(ExchangeCore *self, PyObject *body)
 {
-    if (self->headers == Py_None || self->line == Py_None || render_whole == NULL)
+    if (self->headers == Py_None || self->line == Py_None || render_whole == NULL ||
+        (PyBytes_Check(body) && PyBytes_GET_SIZE(body) >= join_max))
         return delegate((PyObject *)self, s_send_whole, &body, 1);
     PyObject *args[5] = {self->request, self->status, self->line, self->headers, body};
     PyObject *data = PyObject_Vectorcall(render_whole, args, 5, NULL);
@@ -446,13 +450,15 @@ static PyTypeObject ExchangeCoreType = {
     .tp_members = core_members,
 };
 
-/* bind_exchange(statuses, render_whole): what ExchangeCore's fast paths consult. */
+/* bind_exchange(statuses, render_whole, join_max): what ExchangeCore's fast paths consult. */
 static PyObject *
 bind_exchange(PyObject *self, PyObject *args)
 {
     PyObject *cache, *render;
-    if (!PyArg_ParseTuple(args, "O!O", &PyDict_Type, &cache, &render))
+    Py_ssize_t largest;
+    if (!PyArg_ParseTuple(args, "O!On", &PyDict_Type, &cache, &render, &largest))
         return NULL;
+    join_max = largest;
     Py_XSETREF(statuses, Py_NewRef(cache));
     Py_XSETREF(render_whole, render == Py_None ? NULL : Py_NewRef(render));
     Py_RETURN_NONE;
@@ -462,7 +468,7 @@ static PyMethodDef methods[] = {
     {"environ", (PyCFunction)(void (*)(void))build_environ, METH_FASTCALL,
      "The PEP 3333 environ of one request (see wsgi.py)."},
     {"bind_exchange", bind_exchange, METH_VARARGS,
-     "Bind the status cache and render_whole that ExchangeCore's fast paths use."},
+     "Bind the status cache, render_whole and join_max that ExchangeCore's fast paths use."},
     {NULL, NULL, 0, NULL},
 };
 

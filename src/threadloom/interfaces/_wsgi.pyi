@@ -4,7 +4,7 @@ def environ(
     template: dict[str, Any], request: Any, body: Any, client: Any, keys: dict[bytes, str], /
 ) -> dict[str, Any]: ...
 def bind_exchange(
-    statuses: dict[str, tuple[int, str, bytes | None]], render_whole: Any, /
+    statuses: dict[str, tuple[int, str, bytes | None]], render_whole: Any, join_max: int, /
 ) -> None: ...
 
 class ExchangeCore:

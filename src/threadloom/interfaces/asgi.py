@@ -24,7 +24,14 @@ from threadloom.protocols.forwarded import (
     resolve,
     sane_request_id,
 )
-from threadloom.protocols.http1 import Request, ResponseFramer, full_response, response_head
+from threadloom.protocols.http1 import (
+    JOIN_MAX,
+    Request,
+    ResponseFramer,
+    full_response,
+    full_response_parts,
+    response_head,
+)
 
 Message = dict[str, Any]
 
@@ -81,6 +88,7 @@ class ResponseState:
         "request_id",
         "started",
         "status",
+        "tail",
     )
 
     def __init__(self, request: Request) -> None:
@@ -94,6 +102,8 @@ class ResponseState:
         #: May the connection serve another request? Set once the response is complete.
         self.keep_alive = False
         self._headers: Any = ()
+        #: A large whole body, to write after what :meth:`body` returned (never joined).
+        self.tail = b""
 
     def start(self, message: Message) -> bytes:
         """``http.response.start``: returns the head, unless the first body can join it."""
@@ -126,8 +136,13 @@ class ResponseState:
         if not self.started and self.request_id is not None and not _has_request_id(headers):
             headers = [*headers, (b"x-request-id", self.request_id.encode("ascii"))]
         if not (more or self.started):
-            out, self.keep_alive = full_response(self.request, self.status, headers, data)
-            self.started = self.complete = True
+            if len(data) >= JOIN_MAX:  # many readers of one large body: no copy each
+                out, self.tail, self.keep_alive = full_response_parts(
+                    self.request, self.status, headers, data
+                )
+            else:
+                out, self.keep_alive = full_response(self.request, self.status, headers, data)
+            self.started = self.complete = True  # (not if the app's head was refused)
             return out
         out = b""
         if self.framer is None:  # the first of several pieces

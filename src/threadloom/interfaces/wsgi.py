@@ -35,10 +35,12 @@ from threadloom.protocols.forwarded import (
     sane_request_id,
 )
 from threadloom.protocols.http1 import (
+    JOIN_MAX,
     Request,
     ResponseFramer,
     error_response,
     full_response,
+    full_response_parts,
     response_head,
     status_line,
 )
@@ -74,6 +76,10 @@ class ResponseSink(Protocol):
 
     #: True when :meth:`sendfile` can be used (a plain socket, not TLS).
     can_sendfile: bool
+
+    def send_whole(self, head: bytes, body: bytes) -> None:
+        """A whole response as its head and a large body, sent without joining them."""
+        ...
 
     def sendfile(self, file: IO[bytes], count: int) -> int:
         """Send up to ``count`` bytes of ``file`` from its current position, zero-copy."""
@@ -283,7 +289,7 @@ def _parse_status(status: Any) -> tuple[int, str, bytes | None]:
 
 
 if _c_core is not None:  # ExchangeCore's start_response reads the same cache
-    _wsgi.bind_exchange(_STATUSES, render_whole)
+    _wsgi.bind_exchange(_STATUSES, render_whole, JOIN_MAX)
 
 
 class _ExchangeState:
@@ -402,6 +408,15 @@ class _Exchange(_ExchangeBase):
         """
         if self.headers is None:
             raise LocalProtocolError("the app returned before calling start_response")
+        if type(body) is bytes and len(body) >= JOIN_MAX:  # never copied to be framed
+            head, body, keep_alive = full_response_parts(
+                self.request, self.status, self.headers, body, reason=self.reason or None
+            )
+            self.keep_alive_whole = keep_alive
+            self.keep_alive = self.keep_alive and keep_alive
+            self.sink.send_whole(head, body)
+            self.sent += len(head) + len(body)
+            return
         data, keep_alive = full_response(
             self.request, self.status, self.headers, body, reason=self.reason or None
         )

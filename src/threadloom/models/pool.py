@@ -29,6 +29,12 @@ least every ``SWEEP_MAX_S`` (for connections a worker parked since), and only wh
 are connections. A connection is thus closed within ``SWEEP_MIN_S`` of its deadline, not
 up to half a second late as with a fixed period.
 
+A response the socket did not take whole (a slow reader) is not waited for by its worker:
+the session answers ``WRITE`` and the worker hands the connection to the I/O thread, which
+watches it for ``EPOLLOUT`` too and calls ``Session.flush`` on each edge until it is sent,
+then reads what came meanwhile. Such connections sit in ``_writing``; their deadline (the
+reader's ``--min-send-rate``) is swept like the parked ones'.
+
 Raw handlers own their socket for its whole life, so they hold a worker until they return,
 exactly as in the tutorial.
 """
@@ -43,7 +49,16 @@ import time
 from typing import Any
 
 from threadloom.config import Config
-from threadloom.engine.session import CLOSE, READ, READ_SIZE, SERVE, Service, Session, Want
+from threadloom.engine.session import (
+    CLOSE,
+    READ,
+    READ_SIZE,
+    SERVE,
+    WRITE,
+    Service,
+    Session,
+    Want,
+)
 from threadloom.models.base import ThreadModel, log
 from threadloom.net.listeners import Listener
 from threadloom.stats import Load
@@ -56,6 +71,7 @@ SWEEP_MAX_S = 0.5
 _WATCHED = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 _HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _FULL = select.EPOLLIN  # in _missed: a read filled the buffer
+_WRITABLE = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
 Conn = tuple[socket.socket, Session]
 WorkItem = tuple[int, socket.socket, Session] | None
 
@@ -97,6 +113,7 @@ class PoolModel(ThreadModel):
         self._parked: set[int] = set()  # connections the I/O thread looks after
         self._serving: set[int] = set()  # connections a worker owns
         self._missed: dict[int, int] = {}  # ... and the events it missed meanwhile
+        self._writing: set[int] = set()  # connections the I/O thread sends a response on
         self._handoff = threading.Lock()  # guards _serving and _missed together
         self._workers: list[threading.Thread] = []
         self._busy = [False] * config.threads  # slot n is written by worker n only
@@ -151,6 +168,9 @@ class PoolModel(ThreadModel):
                                 missed[fd] = missed.get(fd, 0) | events  # its worker reads
                                 continue
                     sock, session = target
+                    if fd in self._writing:
+                        self._write(fd, sock, session, events)
+                        continue
                     want = self._receive(fd, sock, session, events & _HANGUP)
                     self._dispatch(fd, sock, session, want)
                 elif target is None:
@@ -195,6 +215,24 @@ class PoolModel(ThreadModel):
                 with self._handoff:
                     self._missed[fd] = self._missed.get(fd, 0) | _FULL | hangup
                 return want
+
+    def _write(self, fd: int, sock: socket.socket, session: Session, events: int) -> None:
+        """An event for a connection whose response the I/O thread sends: send more on a
+        writable edge; once all is sent, stop watching for EPOLLOUT and read what came."""
+        if not events & _WRITABLE:
+            return  # bytes arrived: read once the response is out
+        want = session.flush()
+        if want is WRITE:
+            return
+        self._writing.discard(fd)
+        if want is not CLOSE:
+            try:
+                self.mux.epoll.modify(fd, _WATCHED)
+            except OSError:
+                want = CLOSE
+        if want is READ:
+            want = self._receive(fd, sock, session, events & _HANGUP)
+        self._dispatch(fd, sock, session, want)
 
     def _dispatch(self, fd: int, sock: socket.socket, session: Session, want: Want) -> None:
         """Act on what a session wants, from the I/O thread."""
@@ -244,10 +282,20 @@ class PoolModel(ThreadModel):
                 self._dispatch(fd, sock, session, session.expire())
             elif deadline < earliest:
                 earliest = deadline
+        for fd in list(self._writing):
+            sock, session = data[fd]
+            deadline = session.deadline()
+            if deadline is not None and deadline <= now:
+                self._writing.discard(fd)
+                session.expire()  # (counts and logs the slow reader; always CLOSE)
+                self._close(fd, sock, session)
+            elif deadline is not None and deadline < earliest:
+                earliest = deadline
         self._next_sweep = max(earliest, now + SWEEP_MIN_S)
 
     def _close(self, fd: int, sock: socket.socket, session: Session) -> None:
         self.mux.data.pop(fd, None)  # before close: the fd number may be reused at once
+        self._writing.discard(fd)
         with self._handoff:
             self._serving.discard(fd)
             self._missed.pop(fd, None)
@@ -280,10 +328,27 @@ class PoolModel(ThreadModel):
             busy[n] = False
             if parked:
                 continue
+            if want is WRITE and self._hand_over_writing(fd):
+                continue  # the I/O thread sends the rest: this worker serves someone else
             if want is SERVE:
                 put(item)  # behind the work already queued, as a new request would be
             else:
                 self._close(fd, sock, session)
+
+    def _hand_over_writing(self, fd: int) -> bool:
+        """Give the I/O thread a connection whose response waits for its reader; False if
+        the socket is gone (then the worker closes it)."""
+        with self._handoff:
+            self._missed.pop(fd, None)  # read after the response is out, whatever came
+            self._serving.discard(fd)
+            self._writing.add(fd)
+        try:
+            self.mux.epoll.modify(fd, _WATCHED | select.EPOLLOUT)
+        except OSError:
+            with self._handoff:
+                self._writing.discard(fd)
+            return False
+        return True
 
     def _hand_back(self, fd: int) -> int | None:
         """Park a connection a worker is done with (None), unless events came meanwhile:

@@ -11,9 +11,11 @@ from threadloom.protocols.http1.limits import HTTPLimits
 from threadloom.protocols.http1.request import Request, RequestBody
 from threadloom.protocols.http1.response import (
     CONTINUE,
+    JOIN_MAX,
     ResponseFramer,
     error_response,
     full_response,
+    full_response_parts,
     response_head,
     status_line,
 )
@@ -22,6 +24,7 @@ __all__ = [
     "CONTINUE",
     "DEFAULT_DATES",
     "DEFAULT_LIMITS",
+    "JOIN_MAX",
     "DateCache",
     "HTTPLimits",
     "Request",
@@ -30,6 +33,7 @@ __all__ = [
     "ServerConnection",
     "error_response",
     "full_response",
+    "full_response_parts",
     "response_head",
     "status_line",
 ]

@@ -231,6 +231,12 @@ def response_head(
     return head, ResponseFramer(chunked, no_body, None if no_body else length, keep_alive)
 
 
+#: A body at least this large is sent beside its head (``full_response_parts``), never
+#: copied into one buffer with it: a server writing the same large body to many slow
+#: readers must not hold a copy per reader.
+JOIN_MAX = 64 * 1024
+
+
 def full_response(
     request: Request | None,
     status: int,
@@ -252,6 +258,24 @@ def full_response(
         whole = render_whole(request, status, status_line(status, reason), headers, body)
         if whole is not None:  # None: not the plain case, which the code below decides
             return whole, request.keep_alive
+    head, body, keep_alive = full_response_parts(
+        request, status, headers, body, reason=reason, server_header=server_header, close=close
+    )
+    return (head + body if body else head), keep_alive
+
+
+def full_response_parts(
+    request: Request | None,
+    status: int,
+    headers: Iterable[tuple[str | bytes, str | bytes]],
+    body: bytes,
+    *,
+    reason: str | None = None,
+    server_header: bytes = SERVER,
+    close: bool = False,
+) -> tuple[bytes, bytes, bool]:
+    """:func:`full_response` as a head and the body to send after it (``b""`` for none),
+    not joined; the same rules."""
     lines = [status_line(status, reason)]
     length, seen, app_close = _scan_headers(lines, headers, status)
     keep_alive = request is not None and request.keep_alive and not (close or app_close)
@@ -266,7 +290,7 @@ def full_response(
         body = b""
     http10 = request is None or request.http_version == "1.0"
     head = _finish_head(lines, seen, server_header, status, _connection_field(keep_alive, http10))
-    return (head + body if body else head), keep_alive
+    return head, body, keep_alive
 
 
 def _connection_field(keep_alive: bool, http10: bool) -> bytes:

@@ -1,0 +1,168 @@
+"""One writer per connection: the response bytes a socket has not taken yet, and the rules
+for sending them, for the thread-based models.
+
+Why
+---
+A worker used to write a response itself and wait for a slow reader to take it: a few
+hundred clients reading a few bytes now and then held every ``pool`` worker, and each
+connection held its own copy of the head joined to the body. Now:
+
+* The thread that made a response writes it at once, head and body in one ``sendmsg``
+  without joining them (the HTTP/1.1 hot path stays one system call).
+* What the socket does not take stays here as memoryviews of the app's own buffers: no
+  copy, so 400 readers of the same 8 MiB bytes object cost the kernel's buffers only. The
+  session then answers ``WRITE`` and the connection's owner (the pool's I/O thread, or the
+  connection's own thread) calls :meth:`Outbox.flush` whenever the socket is writable. The
+  worker is free.
+* While bytes wait, the reader must keep up: after ``timeout_io`` of grace it must have
+  taken ``min_send_rate`` bytes per second since the first stall (:meth:`Outbox.deadline`),
+  or the connection is dropped and counted (``slow_readers`` in the stats). A reader that
+  takes a few bytes now and then no longer holds a connection for ever.
+
+The bound: at most one whole response per connection waits here (the session serves a
+pipelined request only once the outbox is empty), and a streamed response may queue up to
+``STREAM_QUEUE_MAX`` bytes of the app's chunks; beyond that the thread producing it waits for
+the reader (bounded by the same rate rule), which pauses the app's iterator.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from threadloom.engine.sockio import wait_writable
+
+#: Bytes of a streamed response that may wait before its producer waits for the reader.
+STREAM_QUEUE_MAX = 256 * 1024
+_IOV_MAX = 64  # buffers per sendmsg (the kernel allows 1024; a response has a few)
+
+
+class SendBudget:
+    """The slow-read rule, for the outbox here and the asyncio model's writer alike.
+
+    A reader that has fallen behind (bytes wait for it) must, after ``grace`` seconds
+    (``--timeout-io``), have taken ``min_rate`` bytes per second since it fell behind
+    (``--min-send-rate``; 0 turns the rate off), and may never go ``grace`` seconds without
+    taking a byte.
+    """
+
+    __slots__ = ("grace", "min_rate", "progress", "sent_since", "since")
+
+    def __init__(self, grace: float, min_rate: int) -> None:
+        self.grace = grace
+        self.min_rate = min_rate
+        self.since = 0.0  # when the reader fell behind
+        self.sent_since = 0  # bytes it has taken since
+        self.progress = 0.0  # when it last took any
+
+    def behind(self, now: float) -> None:
+        """The reader has just fallen behind (it was not)."""
+        self.since = self.progress = now
+        self.sent_since = 0
+
+    def took(self, size: int, now: float) -> None:
+        if size:
+            self.sent_since += size
+            self.progress = now
+
+    def deadline(self) -> float:
+        """When the reader will be too slow, if it takes nothing more."""
+        stalled = self.progress + self.grace
+        if not self.min_rate:
+            return stalled
+        return min(stalled, self.since + self.grace + self.sent_since / self.min_rate)
+
+
+class Outbox:
+    """A connection's unsent response bytes (see the module docstring). Used by one thread
+    at a time: whichever owns the connection."""
+
+    __slots__ = ("budget", "parts", "sock", "waiting")
+
+    def __init__(self, sock: socket.socket, grace: float, min_rate: int) -> None:
+        self.sock = sock
+        self.budget = SendBudget(grace, min_rate)
+        self.parts: deque[memoryview] = deque()
+        self.waiting = 0  # bytes in parts
+
+    def __bool__(self) -> bool:
+        return self.waiting > 0
+
+    def send(self, *buffers: bytes | memoryview) -> None:
+        """Send now what the socket takes; keep the rest, in order, without copying it."""
+        if self.waiting:
+            self._keep(buffers, 0)
+            return
+        try:
+            sent = self._send_now(buffers)
+        except BlockingIOError:
+            sent = 0
+        if sent < sum(len(b) for b in buffers):
+            self.budget.behind(time.monotonic())
+            self._keep(buffers, sent)
+
+    def _send_now(self, buffers: Sequence[bytes | memoryview]) -> int:
+        if len(buffers) == 1:
+            return self.sock.send(buffers[0])
+        sendmsg = getattr(self.sock, "sendmsg", None)
+        if sendmsg is None:  # a TLS socket: one buffer at a time
+            return self.sock.send(buffers[0])
+        return int(sendmsg(buffers[:_IOV_MAX]))
+
+    def _keep(self, buffers: Sequence[bytes | memoryview], skip: int) -> None:
+        for buffer in buffers:
+            size = len(buffer)
+            if skip >= size:
+                skip -= size
+                continue
+            view = memoryview(buffer)[skip:]
+            skip = 0
+            self.parts.append(view)
+            self.waiting += len(view)
+
+    def flush(self) -> bool:
+        """Send what the socket takes now (never blocks); True once nothing waits.
+
+        Raises OSError when the peer is gone.
+        """
+        parts = self.parts
+        while parts:
+            offered = list(itertools.islice(parts, _IOV_MAX))
+            try:
+                sent = self._send_now(offered)
+            except BlockingIOError:
+                return False
+            self.budget.took(sent, time.monotonic())
+            self.waiting -= sent
+            full = sent < sum(len(view) for view in offered)
+            while sent:
+                first = parts[0]
+                if sent < len(first):
+                    parts[0] = first[sent:]
+                    break
+                sent -= len(first)
+                parts.popleft()
+            if full:
+                return False  # the socket is full: wait until it is writable again
+        return True
+
+    def deadline(self) -> float:
+        """When the reader will be too slow (:class:`SendBudget`); only while bytes wait."""
+        return self.budget.deadline()
+
+    def drain_below(self, limit: int) -> None:
+        """Block the calling thread until at most ``limit`` bytes wait (a streamed response
+        over :data:`STREAM_QUEUE_MAX`); TimeoutError when the reader is too slow."""
+        while self.waiting > limit and not self.flush():
+            left = self.deadline() - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the client reads too slowly (--min-send-rate)")
+            wait_writable(self.sock, left)
+
+    def clear(self) -> None:
+        """Forget what waits (the connection is being dropped)."""
+        self.parts.clear()
+        self.waiting = 0

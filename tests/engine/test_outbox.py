@@ -1,0 +1,53 @@
+"""The outbox (engine/outbox.py) on a real socket pair: no copy, order kept, the rate rule."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from threadloom.engine.outbox import Outbox, SendBudget
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    server, client = socket.socketpair()
+    server.setblocking(False)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    yield server, client
+    server.close()
+    client.close()
+
+
+def test_what_the_socket_does_not_take_waits_without_a_copy(
+    pair: tuple[socket.socket, ...],
+) -> None:
+    server, client = pair
+    outbox = Outbox(server, grace=30.0, min_rate=1024)
+    body = bytes(range(256)) * 4096  # 1 MiB
+    outbox.send(b"HEAD\r\n\r\n", body)
+    assert outbox.waiting > 0
+    assert all(view.obj is body for view in list(outbox.parts)[-1:]), "a copy of the body"
+    outbox.send(b"NEXT")  # behind what waits, in order
+    received, total = bytearray(), 8 + len(body) + 4
+    while len(received) < total:
+        outbox.flush()
+        received += client.recv(65536)
+    assert not outbox
+    assert bytes(received) == b"HEAD\r\n\r\n" + body + b"NEXT"
+
+
+def test_a_reader_below_the_rate_runs_out_of_budget() -> None:
+    budget = SendBudget(grace=2.0, min_rate=100)
+    budget.behind(now=10.0)
+    assert budget.deadline() == 12.0  # the grace, nothing taken yet
+    budget.took(100, now=11.0)
+    assert budget.deadline() == 13.0  # + a second per min_rate bytes taken
+    budget.took(1000, now=11.5)
+    assert budget.deadline() == 13.5  # never more than the grace without a byte
+    off = SendBudget(grace=2.0, min_rate=0)
+    off.behind(now=10.0)
+    off.took(1, now=15.0)
+    assert off.deadline() == 17.0  # the rate off: only the stall bound
