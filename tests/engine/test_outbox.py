@@ -27,7 +27,7 @@ def test_what_the_socket_does_not_take_waits_without_a_copy(
     server, client = pair
     outbox = Outbox(server, grace=30.0, min_rate=1024)
     body = bytes(range(256)) * 4096  # 1 MiB
-    outbox.send(b"HEAD\r\n\r\n", body)
+    outbox.send_parts(b"HEAD\r\n\r\n", body)
     assert outbox.waiting > 0
     assert all(view.obj is body for view in list(outbox.parts)[-1:]), "a copy of the body"
     outbox.send(b"NEXT")  # behind what waits, in order

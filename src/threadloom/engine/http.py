@@ -185,7 +185,7 @@ class HTTPSession:
             want = self._serve_ready()
         finally:
             self.serving = False
-        if self.outbox:
+        if self.outbox.waiting:
             self.after_write = want
             return WRITE  # the owner sends the rest: this thread is free
         return want
@@ -200,10 +200,10 @@ class HTTPSession:
         return self.after_write
 
     def deadline(self) -> float | None:
-        return self.outbox.deadline() if self.outbox else self.deadline_at
+        return self.outbox.deadline() if self.outbox.waiting else self.deadline_at
 
     def expire(self) -> Want:
-        if self.outbox:
+        if self.outbox.waiting:
             log.info("%s reads its response too slowly (--min-send-rate): dropped", self.addr)
             STATS.slow_reader()
             self.outbox.clear()
@@ -224,7 +224,7 @@ class HTTPSession:
         return (
             self.served > 0
             and not self.serving
-            and not self.outbox
+            and not self.outbox.waiting
             and not self.conn.requests
             and not self.conn.head_started
         )
@@ -241,7 +241,7 @@ class HTTPSession:
         requests = self.conn.requests
         conn = self.conn
         while requests:
-            if self.outbox:
+            if self.outbox.waiting:
                 return SERVE  # one whole response waits at most: the next once it is sent
             request = requests.popleft()
             # only a request with an Upgrade field can be a WebSocket handshake
@@ -404,7 +404,7 @@ class HTTPSession:
 
     def send_whole(self, head: bytes, body: bytes) -> None:
         """A whole response, head and body side by side: never blocks, never copies."""
-        self.outbox.send(head, body)
+        self.outbox.send_parts(head, body)
 
     def sendfile(self, file: IO[bytes], count: int) -> int:
         self.outbox.drain_below(0)  # the head first
