@@ -39,9 +39,13 @@ def test_sockets_from_systemd_are_served(
     argv = [sys.executable, "-c", AS_SYSTEMD, str(fd), "ops_apps:app", "--workers", workers]
     proc = spawn(argv=argv, pass_fds=[fd])
     where = systemd_socket.getsockname()
+    expected = (
+        {int(proc.expect(r"worker (\d+) ready")[1]) for _ in range(2)}
+        if workers == "2"
+        else {proc.pid}  # no supervisor: the process itself answers
+    )
     assert proc.serving() == "{}:{}".format(*where)
-    pids = pids_answering(where, 2 if workers == "2" else 1)
-    assert proc.pid in pids or workers == "2"
+    assert pids_answering(where, len(expected)) == expected
     proc.send(signal.SIGTERM)
     status, text = proc.finish()
     assert status == 0, text
