@@ -7,6 +7,7 @@ process that is not our child to end.
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import os
 import queue
@@ -162,15 +163,21 @@ def get(where: tuple[str, int] | str, path: str = "/", timeout: float = 10.0) ->
         conn.close()
 
 
-def pids_answering(where: Any, want: int, tries: int = 200) -> set[int]:
-    """Pids seen in responses until ``want`` distinct ones answered (or ``tries`` ran out)."""
+def pids_answering(where: Any, want: int, tries: int = 400) -> set[int]:
+    """Pids seen in responses until ``want`` distinct ones answered (or ``tries`` ran out).
+
+    Requests go 8 at a time: one after another, the kernel may hand every connection to
+    the same idle worker (it did, 200 times in a row, under ``asyncio``); while that one is
+    busy, the others accept.
+    """
     seen: set[int] = set()
-    for _ in range(tries):
-        status, body = get(where)
-        assert status == 200, body
-        seen.add(int(body))
-        if len(seen) >= want:
-            break
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for _ in range(0, tries, 8):
+            for status, body in pool.map(lambda _: get(where), range(8)):
+                assert status == 200, body
+                seen.add(int(body))
+            if len(seen) >= want:
+                break
     return seen
 
 
