@@ -19,12 +19,25 @@ Whoever acts on the signal does it elsewhere, in one of two ways:
   (the server and the workers);
 * :meth:`SignalInbox.take`: a selector loop woken through ``signal.set_wakeup_fd`` drains
   what was recorded (the supervisor, which never starts a thread).
+
+The main thread must wake up to run the handler at all. A process-directed signal may be
+delivered to any thread that does not block it; CPython's C-level handler then only notes
+it, and the Python handler waits for the main thread to run bytecode again, which a main
+thread asleep in ``epoll.poll(-1)`` with nothing to serve never does (``threadloom serve
+--model pool`` ignored a SIGTERM so, now and then). Under :meth:`SignalInbox.dispatch`
+the inbox therefore owns the process's ``set_wakeup_fd`` socket, which the C handler
+writes in whichever thread it ran, and a nudger thread that reads it sends ``NUDGE`` (a
+signal whose handler does nothing) to the main thread itself: its system call returns with
+``EINTR`` and the pending handlers run. The count stays the Python handler's alone, so a
+signal is never counted twice (uvloop takes the wakeup fd over while it runs; it wakes the
+main thread for handlers itself).
 """
 
 from __future__ import annotations
 
 import queue
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from types import FrameType
@@ -33,6 +46,9 @@ from typing import Any
 #: ``act(signum, count)``: ``count`` is how many signals this inbox had received, this one
 #: included, when it arrived (1 for the first: a graceful stop; more: stop now).
 Action = Callable[[int, int], None]
+#: Sent by the nudger to the main thread to interrupt its system call (see above): a signal
+#: a server never otherwise needs, ignored by default, and present on every POSIX system.
+NUDGE = signal.SIGURG
 
 
 class SignalInbox:
@@ -44,21 +60,31 @@ class SignalInbox:
         self._queue: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         self._wakeup_fd = wakeup_fd
         self._previous: dict[int, Any] = {}
+        self._previous_wakeup_fd = -1
+        #: The nudger's end and the C handler's end of the wakeup socket pair (dispatch).
+        self._wakeup_pair: tuple[socket.socket, socket.socket] | None = None
 
     def install(self) -> None:
         """Put the recording handler in place (on the main thread, as Python requires)."""
+        if self._wakeup_pair is not None:
+            self._wakeup_fd = self._wakeup_pair[1].fileno()
+            self._previous[NUDGE] = signal.signal(NUDGE, _nothing)
         if self._wakeup_fd is not None:
-            signal.set_wakeup_fd(self._wakeup_fd, warn_on_full_buffer=False)
+            self._previous_wakeup_fd = signal.set_wakeup_fd(
+                self._wakeup_fd, warn_on_full_buffer=False
+            )
         for sig in self.signals:
             self._previous[sig] = signal.signal(sig, self._record)
 
     def restore(self) -> None:
-        """Put back the handlers that were there before :meth:`install`."""
+        """Put back the handlers that were there before :meth:`install`; end the nudger."""
         if self._wakeup_fd is not None:
-            signal.set_wakeup_fd(-1)
+            signal.set_wakeup_fd(self._previous_wakeup_fd)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        if self._wakeup_pair is not None:
+            self._wakeup_pair[1].close()  # the nudger reads the end of input and returns
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
         # The only statements a handler may run here: no lock, no logging, no thread start.
@@ -76,7 +102,22 @@ class SignalInbox:
                 return taken
 
     def dispatch(self, act: Action, name: str = "threadloom-signals") -> None:
-        """Act on every signal from now on, each on a daemon thread of its own."""
+        """Act on every signal from now on, each on a daemon thread of its own.
+
+        Call before :meth:`install`: the inbox then owns the process's wakeup fd, and a
+        nudger thread makes sure the main thread runs the handler (module docstring).
+        """
+        nudger_end, handler_end = socket.socketpair()
+        handler_end.setblocking(False)  # set_wakeup_fd requires it
+        self._wakeup_pair = (nudger_end, handler_end)
+        main = threading.main_thread().ident
+        assert main is not None
+
+        def nudge() -> None:
+            with nudger_end:
+                while arrived := nudger_end.recv(64):
+                    if any(signum in self.signals for signum in arrived):
+                        signal.pthread_kill(main, NUDGE)
 
         def watch() -> None:
             while True:
@@ -86,3 +127,8 @@ class SignalInbox:
                 ).start()
 
         threading.Thread(target=watch, name=name, daemon=True).start()
+        threading.Thread(target=nudge, name=f"{name}-nudger", daemon=True).start()
+
+
+def _nothing(signum: int, frame: FrameType | None) -> None:
+    """The handler of :data:`NUDGE`: being interrupted was the point."""

@@ -245,3 +245,57 @@ def test_sigterm_while_the_main_thread_holds_the_connections_lock(tmp_path: Path
         raise AssertionError("the worker deadlocked on its own signal:\n" + out.decode()) from None
     assert proc.returncode == 0, out.decode()
     assert out.decode().splitlines()[-2:] == ["handler ran with the lock held", "stopped"]
+
+
+SIGNAL_ON_ANOTHER_THREAD = """
+import signal, sys, threading
+sys.path.insert(0, {here!r})
+from threadloom.server import Server, run_with_signals
+from threadloom.supervisor.worker import Stopper, handle_signals
+
+server = Server("ops_apps:app", model={model!r}, bind=("127.0.0.1:0",), graceful_timeout=5)
+server.start()
+
+
+def deliver() -> None:
+    server.model.ready.wait()
+    watcher = next(t for t in threading.enumerate() if t.name == {watcher!r})
+    # The kernel may hand a process-directed signal to any thread: here, for certain, to
+    # one that is not the main thread, which sleeps in its poll with nothing to serve.
+    signal.pthread_kill(watcher.ident, signal.SIGTERM)
+
+
+threading.Thread(target=deliver, daemon=True).start()
+if {worker!r}:
+    handle_signals(Stopper(server, kill_after=60))
+    server.serve_forever()
+else:
+    run_with_signals(server)
+print("stopped", flush=True)
+"""
+
+
+@pytest.mark.parametrize("worker", [False, True], ids=["server", "worker"])
+@pytest.mark.parametrize("model", MODELS)
+def test_a_signal_delivered_to_another_thread_stops_the_server(
+    tmp_path: Path, model: str, worker: bool
+) -> None:
+    watcher = "threadloom-worker-signals" if worker else "threadloom-signals"
+    script = tmp_path / "elsewhere.py"
+    script.write_text(
+        SIGNAL_ON_ANOTHER_THREAD.format(
+            here=str(Path(__file__).parent), model=model, watcher=watcher, worker=worker
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
+    try:
+        out, _ = proc.communicate(timeout=scaled(20))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError("SIGTERM on another thread was ignored:\n" + out.decode()) from None
+    assert proc.returncode == 0, out.decode()
+    assert out.decode().splitlines()[-1] == "stopped"
