@@ -23,12 +23,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from threadloom.config import Config, flag_name
 from threadloom.errors import ConfigError
 from threadloom.net.listeners import Listener, bind
+from threadloom.signals import SignalInbox
 
 log = logging.getLogger("threadloom.reload")
 
@@ -72,14 +72,13 @@ class Reloader:
         try:
             for address in self.config.bind:
                 self.listeners.append(bind(address, self.config.reuse_port))
-            previous = {
-                sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
-            }
+            inbox = SignalInbox((signal.SIGTERM, signal.SIGINT))
+            inbox.dispatch(self._on_signal, name="threadloom-reloader-signals")
+            inbox.install()
             try:
                 self._watch(watchfiles)
             finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+                inbox.restore()
         finally:
             self._stop_child()
             for listener in self.listeners:
@@ -100,7 +99,7 @@ class Reloader:
             self._stop_child()
             self._start_child()
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+    def _on_signal(self, signum: int, count: int) -> None:
         log.info("%s received: stopping", signal.Signals(signum).name)
         self.stop.set()
 
