@@ -19,7 +19,8 @@ from typing import Any
 
 from threadloom.config import Config
 from threadloom.engine.body import EMPTY_INPUT
-from threadloom.engine.http import HTTPSession, HTTPSettings
+from threadloom.engine.http import HTTPSession
+from threadloom.engine.http1_core import HTTPSettings
 from threadloom.interfaces.wsgi import WSGIRunner
 from threadloom.protocols.http1 import Request
 from threadloom.protocols.http1.speedups import ACTIVE
@@ -66,7 +67,7 @@ def main() -> None:
     )
     settings = HTTPSettings(Config(access_log=False), runner=runner)
     session = HTTPSession(settings, CountingSocket(), CLIENT)  # type: ignore[arg-type]
-    queued = session.conn.requests
+    queued = session.core.conn.requests
 
     def feed_only() -> None:
         for _ in range(COUNT):

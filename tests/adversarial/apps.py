@@ -8,7 +8,10 @@ with ``python -m threadloom serve``.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -238,6 +241,32 @@ def eight_mib(environ: Env, start_response: Any) -> Iterable[bytes]:
         return hello(environ, start_response)
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
     return [EIGHT_MIB]
+
+
+def file_eight_mib(environ: Env, start_response: Any) -> Iterable[bytes]:
+    """The same 8 MiB as a file through ``wsgi.file_wrapper`` (sendfile where the model can)."""
+    if environ["PATH_INFO"] == "/hello":
+        return hello(environ, start_response)
+    headers = [
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Length", str(len(EIGHT_MIB))),
+    ]
+    start_response("200 OK", headers)
+    return environ["wsgi.file_wrapper"](open(_eight_mib_file(), "rb"))
+
+
+_EIGHT_MIB_FILE: list[str] = []
+
+
+def _eight_mib_file() -> str:
+    """A file of :data:`EIGHT_MIB`, written once per server process, removed at its exit."""
+    if not _EIGHT_MIB_FILE:
+        fd, path = tempfile.mkstemp(prefix="threadloom-eight-mib-")
+        with os.fdopen(fd, "wb") as file:
+            file.write(EIGHT_MIB)
+        atexit.register(os.unlink, path)
+        _EIGHT_MIB_FILE.append(path)
+    return _EIGHT_MIB_FILE[0]
 
 
 async def asgi_eight_mib(scope: Scope, receive: Any, send: Any) -> None:

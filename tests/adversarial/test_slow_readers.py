@@ -33,8 +33,10 @@ RATE = 4096  # --min-send-rate: the readers take 32 bytes a second
 HELLO = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
 BIG = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
-CASES = [(m, "tests.adversarial.apps:eight_mib") for m in MODELS] + [
-    ("asyncio", "tests.adversarial.apps:asgi_eight_mib")
+CASES = [
+    *((m, "tests.adversarial.apps:eight_mib") for m in MODELS),
+    ("asyncio", "tests.adversarial.apps:asgi_eight_mib"),
+    *((m, "tests.adversarial.apps:file_eight_mib") for m in MODELS),  # wsgi.file_wrapper
 ]
 
 
@@ -101,7 +103,7 @@ class SlowReaders:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("model", "app"), CASES, ids=[f"{m}-{a[-8:]}" for m, a in CASES])
+@pytest.mark.parametrize(("model", "app"), CASES, ids=[f"{m}-{a.split(':')[1]}" for m, a in CASES])
 def test_slow_readers_hold_no_worker_nor_copies_and_are_dropped(model: str, app: str) -> None:
     count = 3 if model == "single" else READERS
     args = ("--threads", "4", "--timeout-io", str(GRACE_S), "--min-send-rate", str(RATE))

@@ -1,12 +1,15 @@
-"""HTTP/1.1 on the asyncio model: an ``asyncio.Protocol`` driving the same HTTP core.
+"""HTTP/1.1 on the asyncio model: an ``asyncio.Protocol`` driving :class:`HTTP1Core`.
 
 Theory of operation
 -------------------
 The loop thread owns the connection: ``data_received`` feeds the core, one timer enforces
-the header and keep-alive deadlines, and one request is served at a time (pipelined ones
-wait in the core, in order). An ASGI app runs on the loop (eagerly: a task is made only if
-it suspends, see :mod:`threadloom.engine.asgi_run`); a WSGI app runs on the model's bounded
-thread pool and talks back only through three thread-safe doors:
+the core's deadline, and one exchange is in flight at a time (pipelined requests wait in
+the core, in order). Every rule of the connection (when a request goes to the app, the
+deadlines, 408 or a silent close, refusals, upgrades, routing) is the core's
+(:mod:`threadloom.engine.http1_core`); this module moves bytes, runs timers and runs apps.
+An ASGI app runs on the loop (eagerly: a task is made only if it suspends, see
+:mod:`threadloom.engine.asgi_run`); a WSGI app runs on the model's bounded thread pool and
+talks back only through three thread-safe doors:
 
 * ``send``: bytes go to the loop through ``call_soon_threadsafe``, by reference. The thread
   never waits for a whole response; a streamed one waits once more than IN_FLIGHT_MAX of
@@ -37,23 +40,16 @@ from typing import IO, Any, cast
 
 from threadloom.engine.asgi_run import start_eagerly
 from threadloom.engine.body import BodyReader
-from threadloom.engine.http import DISPATCH_BODY_BYTES, DRAIN_LIMIT, HTTPSettings, body_wait
-from threadloom.engine.outbox import SendBudget
+from threadloom.engine.http1_core import DRAIN_LIMIT, HTTP1Core, HTTPSettings, Route
+from threadloom.engine.outbox import FileSegment, SendBudget, file_segment
 from threadloom.engine.request_timeout import Deadline, answer_timeout
-from threadloom.engine.session import AsyncRuntime
+from threadloom.engine.session import CLOSE, SERVE, AsyncRuntime
 from threadloom.engine.sockio import reset_on_close
 from threadloom.engine.ws_aio import ASGIWebSocketCycle, AsyncWebSocket, serve_bare_handler
-from threadloom.errors import LocalProtocolError, RemoteProtocolError
+from threadloom.errors import LocalProtocolError
 from threadloom.interfaces.asgi import Message, ResponseState, forward_and_identify, http_scope
 from threadloom.interfaces.wsgi import Outcome
-from threadloom.protocols.http1 import (
-    CONTINUE,
-    Request,
-    RequestBody,
-    ServerConnection,
-    error_response,
-)
-from threadloom.protocols.websocket import is_upgrade_request
+from threadloom.protocols.http1 import CONTINUE, Request, RequestBody, error_response
 from threadloom.stats import STATS
 
 log = logging.getLogger("threadloom.http")
@@ -84,25 +80,25 @@ class HTTPProtocol(asyncio.Protocol):
         self.runtime = runtime
         self.loop = loop
         self.done = done
-        self.conn = ServerConnection(settings.limits)
+        self.core = HTTP1Core(settings, time.monotonic())
+        self.conn = self.core.conn
         self.transport: asyncio.Transport | None = None
         self.addr: Any = None
         self.busy = False
         self.began = 0.0  # perf_counter() when the current request went to the app
-        self.served = 0
         self.lost = False
         self.lock = threading.Lock()
         self.data_ready = threading.Condition(self.lock)
         self.in_flight = 0  # bytes queued (by any thread) the transport has not taken yet
         self.flight_ready = threading.Condition(self.lock)
-        self.pending: deque[memoryview] = deque()  # what waits for the transport (loop)
+        #: what waits for the transport (loop): views of the app's buffers, and files
+        self.pending: deque[memoryview | FileSegment] = deque()
         self.write_paused = False  # the transport asked us to stop (pending then waits)
         self.close_when_sent = False
         self.budget = SendBudget(settings.timeout_io, settings.min_send_rate)
         self.stall_timer: asyncio.TimerHandle | None = None  # the reader's SendBudget
         self.timer: asyncio.TimerHandle | None = None
-        self.deadline: float | None = None
-        self.timer_at = 0.0
+        self.timer_at = 0.0  # when the timer fires (loop time)
         self.threads_waiting = 0
         self.reading_paused = False
         self.waiter: asyncio.Future[None] | None = None  # ASGI: more body, drain or disconnect
@@ -113,9 +109,6 @@ class HTTPProtocol(asyncio.Protocol):
         # --timeout-request, while a WSGI app runs on the pool (engine/request_timeout.py)
         self.request_deadline: Deadline | None = None
         self.request_timer: asyncio.TimerHandle | None = None
-        self.head_since: float | None = None  # loop time of the open head's first byte
-        self.body_of: RequestBody | None = None  # the body whose budget body_since starts
-        self.body_since = 0.0
 
     # -- asyncio callbacks (loop thread) ------------------------------------------------------
 
@@ -123,7 +116,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         if self.addr is None:  # else a PROXY header named the client (engine/preface.py)
             self.addr = transport.get_extra_info("peername")
-        self._arm(self.settings.timeout_header)
+        self.core.addr = self.addr
+        self._arm()
 
     def data_received(self, data: bytes) -> None:
         if self.ws is not None:
@@ -131,12 +125,11 @@ class HTTPProtocol(asyncio.Protocol):
             self._wake()
             return
         with self.lock:
-            try:
-                self.conn.receive_data(data)
-            except RemoteProtocolError as exc:
+            want = self.core.feed(data, time.monotonic())
+            if want is CLOSE and (self.busy or self.core.refusal):
                 self.lost = True  # whoever waits for this body must give up
                 self.data_ready.notify_all()
-                self._refuse(exc)
+                self._refuse()
                 return
             if self.threads_waiting:
                 self.data_ready.notify_all()
@@ -146,7 +139,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self.waiter is not None:
             self._wake()
         if not self.busy:
-            self._next()
+            self._next(want)
 
     def eof_received(self) -> bool:
         self.data_received(b"")
@@ -160,7 +153,7 @@ class HTTPProtocol(asyncio.Protocol):
         with self.lock:
             self.data_ready.notify_all()
             self.flight_ready.notify_all()
-        self.pending.clear()
+        self._drop_pending()
         self._cancel_timer()
         if self.ws is not None:
             self.ws.connection_lost()
@@ -212,68 +205,44 @@ class HTTPProtocol(asyncio.Protocol):
 
     # -- dispatch (loop thread) ---------------------------------------------------------------
 
-    def _next(self) -> None:
-        """Start the next ready request, or wait for one with the right deadline."""
-        if self.lost:
-            return
-        conn, settings = self.conn, self.settings
-        if self.pending:
-            return  # one whole response waits at most: resume_writing calls us again
-        if conn.requests:
-            self.head_since = None
-            if settings.asgi is None and self._body_pending(conn.requests[0]):
-                return
-            self.deadline = None  # the timer, if armed, will find nothing to do
-            self.busy = True
-            self.began = time.perf_counter()
-            request = conn.requests.popleft()
-            # only a request with an Upgrade field can be a WebSocket handshake
-            upgrade = request.upgrade is not None and settings.ws is not None
-            if settings.asgi is not None:
-                if upgrade and self.is_websocket_upgrade(request):
-                    ASGIWebSocketCycle(self, request).run()
-                else:
-                    ASGICycle(self, request).run()
-            elif settings.ws is not None and (
-                settings.runner is None or (upgrade and self.is_websocket_upgrade(request))
-            ):
-                serve_bare_handler(self, request)
-            else:
-                if settings.timeout_request:
-                    self._watch(request)
-                future = asyncio.ensure_future(self.runtime.run_sync(self._run_wsgi, request))
-                future.add_done_callback(self._wsgi_finished)
-        elif conn.peer_closed:
+    def _next(self, want: object = None) -> None:
+        """Start the next exchange when the core has one ready, else wait for its deadline
+        (``want``: what the core already said, when it was just asked)."""
+        if self.lost or self.pending:
+            return  # (one whole response waits at most: resume_writing calls us again)
+        if want is None:
+            want = self.core.next_step(time.monotonic())
+        if want is SERVE:
+            self._begin()
+        elif want is CLOSE:
             self.close()
-        elif conn.head_started:
-            # counted from the head's first byte, never pushed back by more bytes: else a
-            # client dribbling a header line now and then would hold the connection (slowloris)
-            now = self.loop.time()
-            if self.head_since is None:
-                self.head_since = now
-            self._arm(max(self.head_since + settings.timeout_header - now, 0.0))
-        elif self.served:
-            self._arm(settings.timeout_keep_alive)
+        else:
+            self._arm()
         if self.reading_paused:
             self._maybe_resume_reading()
 
-    def _body_pending(self, request: Request) -> bool:
-        """WSGI only: wait on the loop for a small body, as thread models do in their I/O
-        thread, so that a slow sender never holds one of the pool's threads (slow POST)."""
-        if self.settings.runner is None:
-            return False
-        body = request.body
-        if body.complete or request.expect_continue or body.buffered >= DISPATCH_BODY_BYTES:
-            return False
-        self._arm(max(self.body_wait(body), 0.0))
-        return True
+    def _begin(self) -> None:
+        """Hand the next request to whoever the core routes it to."""
+        self.busy = True
+        self.began = time.perf_counter()
+        request = self.core.begin()
+        route = self.core.route(request)
+        if route is Route.ASGI:
+            ASGICycle(self, request).run()
+        elif route is Route.ASGI_WEBSOCKET:
+            ASGIWebSocketCycle(self, request).run()
+        elif route is Route.WEBSOCKET:
+            serve_bare_handler(self, request)
+        else:
+            if self.settings.timeout_request:
+                self._watch(request)
+            future = asyncio.ensure_future(self.runtime.run_sync(self._run_wsgi, request))
+            future.add_done_callback(self._wsgi_finished)
 
     def body_wait(self, body: RequestBody) -> float:
-        """Seconds more of ``body`` may be waited for (``engine.http.body_wait``)."""
+        """Seconds more of ``body`` may be waited for (the core's body budget)."""
         now = time.monotonic()
-        if body is not self.body_of:
-            self.body_of, self.body_since = body, now
-        return body_wait(self.settings, self.body_since, body.received, now)
+        return self.core.body_deadline(body, now) - now
 
     async def wait_for_body(self, body: RequestBody) -> bool:
         """ASGI: wait for more of ``body`` (or any wake-up); False when the sender stalled
@@ -289,24 +258,17 @@ class HTTPProtocol(asyncio.Protocol):
         return False
 
     def finished(self, request: Request, status: int, sent: int, keep_alive: bool) -> None:
-        """A response is done: log it, then keep the connection or close it."""
+        """A response is done: the core counts and logs it and says what comes next."""
         self.busy = False
-        self.served += 1
-        STATS.request(status, time.perf_counter() - self.began)
-        if self.settings.access_log.enabled:
-            self.log_access(request, status, sent)
-        else:
-            self.remote = self.request_id = None
-        if not keep_alive or request.body.truncated:
-            self.close()
-            return
-        if self.conn.upgraded:  # answered as plain HTTP: parse what follows as HTTP again
-            try:
-                self.conn.decline_upgrade()
-            except RemoteProtocolError as exc:
-                self._refuse(exc)
-                return
-        self._next()
+        remote, request_id, self.remote, self.request_id = self.remote, self.request_id, None, None
+        elapsed = time.perf_counter() - self.began
+        want = self.core.finish(
+            request, status, sent, elapsed, keep_alive, time.monotonic(), remote, request_id
+        )
+        refusal = self.core.take_refusal()
+        if refusal:
+            self.write(refusal)
+        self._next(want)
 
     def _watch(self, request: Request) -> None:
         """``--timeout-request`` for a WSGI app: one loop timer (engine/request_timeout.py)."""
@@ -362,7 +324,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def is_websocket_upgrade(self, request: Request) -> bool:
         """Whether ``request`` is the Upgrade that ended HTTP on this connection."""
-        return self.conn.upgraded and not self.conn.requests and is_upgrade_request(request.headers)
+        return self.core.is_websocket_upgrade(request)
 
     def start_websocket(self, websocket: AsyncWebSocket) -> AsyncWebSocket:
         """The handshake is answered: from now on every byte goes to ``websocket``."""
@@ -398,10 +360,34 @@ class HTTPProtocol(asyncio.Protocol):
         body_ok = not body.failed and body.drain(DRAIN_LIMIT)
         return request, outcome, body_ok
 
-    can_sendfile = False
+    can_sendfile = True
 
     def sendfile(self, file: IO[bytes], count: int) -> int:
-        raise NotImplementedError("can_sendfile is False")
+        """``wsgi.file_wrapper`` over a real file: it waits in ``pending`` as a
+        :class:`FileSegment` (a descriptor of its own) and the loop reads it a slice at a
+        time as the transport drains, so a slow reader of a download holds no thread. (The
+        transport cannot hand the kernel a descriptor, uvloop's least of all: the loop
+        reads, from the page cache as a rule.) Returns what will be sent."""
+        if self.lost:
+            raise ClientDisconnected("the client went away")
+        segment = file_segment(file, count)
+        count = segment.remaining
+        if not self._reserve(count):
+            segment.close()
+            raise ClientDisconnected("the client went away or reads too slowly")
+        self.loop.call_soon_threadsafe(self._write_file_reserved, segment)
+        return count
+
+    def _write_file_reserved(self, segment: FileSegment) -> None:
+        with self.lock:
+            self.in_flight -= segment.remaining  # counted again while it waits
+        if self.lost or self.transport is None or self.transport.is_closing():
+            segment.close()
+            return
+        with self.lock:
+            self.in_flight += segment.remaining
+        self.pending.append(segment)
+        self._pump()
 
     def send(self, data: bytes) -> None:
         if self.lost:
@@ -476,20 +462,47 @@ class HTTPProtocol(asyncio.Protocol):
         pending, transport = self.pending, self.transport
         while pending and not self.write_paused:
             if transport is None or transport.is_closing():
-                pending.clear()
+                self._drop_pending()
                 return
             first = pending[0]
-            piece = first[:SLICE]
-            if len(first) > SLICE:
-                pending[0] = first[SLICE:]
+            if isinstance(first, FileSegment):
+                piece: bytes | memoryview = self._read_file(first)
             else:
-                pending.popleft()
+                piece = first[:SLICE]
+                if len(first) > SLICE:
+                    pending[0] = first[SLICE:]
+                else:
+                    pending.popleft()
+            if not piece:
+                return  # the file ended early: the connection is being dropped
             self.budget.took(len(piece), self.loop.time())
             with self.lock:
                 self.in_flight -= len(piece)
                 if self.in_flight <= IN_FLIGHT_MAX:
                     self.flight_ready.notify_all()
             transport.write(piece)  # may call pause_writing at once
+
+    def _read_file(self, segment: FileSegment) -> bytes:
+        """The next slice of a waiting file; b"" (and the connection dropped, as its
+        framing is broken) if the file ended before its promised length."""
+        try:
+            piece = segment.read(SLICE)
+        except OSError as exc:
+            log.warning("%s: a file being sent failed: %s; connection dropped", self.addr, exc)
+            self.abort()
+            self._drop_pending()
+            return b""
+        if not segment.remaining:
+            self.pending.popleft()
+            segment.close()
+        return piece
+
+    def _drop_pending(self) -> None:
+        """Forget what waits (the connection is gone), closing the files' descriptors."""
+        for part in self.pending:
+            if type(part) is FileSegment:
+                part.close()
+        self.pending.clear()
 
     def close(self) -> None:
         self._cancel_timer()
@@ -546,37 +559,40 @@ class HTTPProtocol(asyncio.Protocol):
             self.reading_paused = False
             self.transport.resume_reading()
 
-    def _refuse(self, exc: RemoteProtocolError) -> None:
-        log.info("refused a request from %s with %d: %s", self.addr, exc.status, exc)
-        if not self.busy:
-            STATS.request(exc.status, 0.0)
-            self.write(error_response(exc.status))
+    def _refuse(self) -> None:
+        """The core refused what came (and counted it, unless an exchange is under way)."""
+        self.write(self.core.take_refusal())
         self.close()
 
-    def _arm(self, seconds: float) -> None:
-        """Set the deadline; a timer exists at most once per connection and is re-aimed
-        lazily when it fires, so a request costs a float, not a TimerHandle."""
-        deadline = self.deadline = self.loop.time() + seconds
-        if self.timer is None or deadline < self.timer_at:
+    def _arm(self) -> None:
+        """Aim the timer at the core's deadline. A timer exists at most once per connection
+        and is re-aimed lazily when it fires, so a request costs a float, not a TimerHandle."""
+        deadline = self.core.deadline()
+        if deadline is None:
+            return
+        at = self.loop.time() + (deadline - time.monotonic())
+        if self.timer is None or at < self.timer_at:
             if self.timer is not None:
                 self.timer.cancel()
-            self.timer_at = deadline
-            self.timer = self.loop.call_at(deadline, self._expire)
+            self.timer_at = at
+            self.timer = self.loop.call_at(at, self._expire)
 
     def _cancel_timer(self) -> None:
-        self.deadline = None
+        """No HTTP deadline applies from here on: the connection closes, or is a WebSocket's
+        (the armed timer then finds no deadline and does nothing)."""
+        self.core.in_exchange = True
 
     def _expire(self) -> None:
         self.timer = None
-        deadline = self.deadline
+        deadline = self.core.deadline()
         if deadline is None or self.busy or self.lost:
             return
-        if deadline > self.loop.time():
-            self.timer_at = deadline
-            self.timer = self.loop.call_at(deadline, self._expire)
+        now = time.monotonic()
+        if deadline > now:
+            self.timer_at = self.loop.time() + (deadline - now)
+            self.timer = self.loop.call_at(self.timer_at, self._expire)
             return
-        if self.served == 0 or self.conn.head_started or self.conn.requests:
-            self.write(error_response(408))
+        self.write(self.core.expire())
         self.close()
 
 

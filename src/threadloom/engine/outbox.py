@@ -19,6 +19,11 @@ connection held its own copy of the head joined to the body. Now:
   or the connection is dropped and counted (``slow_readers`` in the stats). A reader that
   takes a few bytes now and then no longer holds a connection for ever.
 
+A file sent with ``wsgi.file_wrapper`` waits the same way, as a :class:`FileSegment`: the
+kernel copies it (``os.sendfile``) on each writable edge, from a duplicate of the app's
+descriptor (the app closes its file once the response is made), so a slow reader of a
+large download holds a descriptor, not a worker.
+
 The bound: at most one whole response per connection waits here (the session serves a
 pipelined request only once the outbox is empty), and a streamed response may queue up to
 ``STREAM_QUEUE_MAX`` bytes of the app's chunks; beyond that the thread producing it waits for
@@ -28,10 +33,12 @@ the reader (bounded by the same rate rule), which pauses the app's iterator.
 from __future__ import annotations
 
 import itertools
+import os
 import socket
 import time
 from collections import deque
 from collections.abc import Sequence
+from typing import IO
 
 from threadloom.engine.sockio import wait_writable
 
@@ -76,6 +83,51 @@ class SendBudget:
         return min(stalled, self.since + self.grace + self.sent_since / self.min_rate)
 
 
+class FileSegment:
+    """Bytes of a file waiting for the reader: a descriptor of our own, where, how many."""
+
+    __slots__ = ("fd", "offset", "remaining")
+
+    def __init__(self, fd: int, offset: int, remaining: int) -> None:
+        self.fd = fd
+        self.offset = offset
+        self.remaining = remaining
+
+    def __len__(self) -> int:
+        return self.remaining
+
+    def send(self, sock: socket.socket) -> int:
+        """``os.sendfile`` what the socket takes now; BlockingIOError when it takes none."""
+        sent = os.sendfile(sock.fileno(), self.fd, self.offset, self.remaining)
+        if not sent:
+            raise BrokenPipeError("the file ended before its promised length")
+        self.offset += sent
+        self.remaining -= sent
+        return sent
+
+    def read(self, most: int) -> bytes:
+        """Up to ``most`` of the bytes left, read from the file (for a writer that cannot
+        hand the kernel a descriptor: the asyncio model's transport); BrokenPipeError if
+        the file ended before its promised length."""
+        piece = os.pread(self.fd, min(most, self.remaining), self.offset)
+        if not piece:
+            raise BrokenPipeError("the file ended before its promised length")
+        self.offset += len(piece)
+        self.remaining -= len(piece)
+        return piece
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def file_segment(file: IO[bytes], count: int) -> FileSegment:
+    """``count`` bytes of ``file`` from its position (fewer if it is shorter), over a
+    descriptor of the segment's own: the app may close its file at once."""
+    fd, offset = file.fileno(), file.tell()
+    count = max(min(count, os.fstat(fd).st_size - offset), 0)
+    return FileSegment(os.dup(fd), offset, count)
+
+
 class Outbox:
     """A connection's unsent response bytes (see the module docstring). Used by one thread
     at a time: whichever owns the connection."""
@@ -85,7 +137,7 @@ class Outbox:
     def __init__(self, sock: socket.socket, grace: float, min_rate: int) -> None:
         self.sock = sock
         self.budget = SendBudget(grace, min_rate)
-        self.parts: deque[memoryview] = deque()
+        self.parts: deque[memoryview | FileSegment] = deque()
         self.waiting = 0  # bytes in parts
 
     def __bool__(self) -> bool:
@@ -119,6 +171,24 @@ class Outbox:
             self.budget.behind(time.monotonic())
             self._keep(buffers, sent)
 
+    def send_file(self, segment: FileSegment) -> None:
+        """Send a file's bytes behind what waits, the kernel copying them; what the socket
+        does not take now waits (the outbox closes the segment once it is sent)."""
+        if not self.waiting:
+            try:
+                while segment.remaining:
+                    segment.send(self.sock)
+            except BlockingIOError:
+                self.budget.behind(time.monotonic())
+            except OSError:
+                segment.close()
+                raise
+            if not segment.remaining:
+                segment.close()
+                return
+        self.parts.append(segment)
+        self.waiting += segment.remaining
+
     def _send_now(self, buffers: Sequence[bytes | memoryview]) -> int:
         if len(buffers) == 1:
             return self.sock.send(buffers[0])
@@ -145,9 +215,13 @@ class Outbox:
         """
         parts = self.parts
         while parts:
-            offered = list(itertools.islice(parts, _IOV_MAX))
+            if type(parts[0]) is FileSegment:
+                if not self._flush_file(parts[0]):
+                    return False
+                continue
+            offered = list(itertools.takewhile(_is_view, itertools.islice(parts, _IOV_MAX)))
             try:
-                sent = self._send_now(offered)
+                sent = self._send_now(offered)  # type: ignore[arg-type]
             except BlockingIOError:
                 return False
             self.budget.took(sent, time.monotonic())
@@ -155,6 +229,7 @@ class Outbox:
             full = sent < sum(len(view) for view in offered)
             while sent:
                 first = parts[0]
+                assert type(first) is memoryview  # (sent covers only the views offered)
                 if sent < len(first):
                     parts[0] = first[sent:]
                     break
@@ -162,6 +237,19 @@ class Outbox:
                 parts.popleft()
             if full:
                 return False  # the socket is full: wait until it is writable again
+        return True
+
+    def _flush_file(self, segment: FileSegment) -> bool:
+        """Send what the socket takes of a waiting file; True once it is all sent."""
+        try:
+            while segment.remaining:
+                sent = segment.send(self.sock)
+                self.budget.took(sent, time.monotonic())
+                self.waiting -= sent
+        except BlockingIOError:
+            return False
+        self.parts.popleft()
+        segment.close()
         return True
 
     def deadline(self) -> float:
@@ -179,5 +267,12 @@ class Outbox:
 
     def clear(self) -> None:
         """Forget what waits (the connection is being dropped)."""
+        for part in self.parts:
+            if type(part) is FileSegment:
+                part.close()
         self.parts.clear()
         self.waiting = 0
+
+
+def _is_view(part: memoryview | FileSegment) -> bool:
+    return type(part) is not FileSegment

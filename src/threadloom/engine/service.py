@@ -9,7 +9,8 @@ import ssl
 from typing import Any
 
 from threadloom.config import Config
-from threadloom.engine.http import ASGIApp, HTTPSession, HTTPSettings
+from threadloom.engine.http import HTTPSession
+from threadloom.engine.http1_core import ASGIApp, HTTPSettings
 from threadloom.engine.http_aio import HTTPProtocol
 from threadloom.engine.preface import Preface
 from threadloom.engine.raw import RawService
