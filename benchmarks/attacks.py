@@ -31,8 +31,8 @@ from tests.adversarial import wsraw
 from tests.adversarial.support import ServerProcess, served_within, spent_cpu
 from tests.adversarial.test_flood import _burst
 from tests.adversarial.test_slow_clients import Dribblers
+from threadloom.testing import MODELS
 
-MODELS = ("single", "threads", "pool", "asyncio")
 APPS = "tests.adversarial.apps"
 
 

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.adversarial.support import ServerProcess  # noqa: E402 - needs the path above
+from threadloom.config import MODELS  # noqa: E402 - as above
 
 APP = "tests.adversarial.apps:router"
 CONNECTIONS_PER_CLIENT = 32
@@ -215,7 +216,7 @@ def _run_load(args: argparse.Namespace, server: ServerProcess, target: Any) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="pool", choices=["single", "threads", "pool", "asyncio"])
+    parser.add_argument("--model", default="pool", choices=tuple(MODELS))
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the mixed soak")
     parser.add_argument("--short", type=int, default=0, help="N short connections instead")
     parser.add_argument("--clients", type=int, default=2, help="client processes (x32 lanes)")

@@ -16,7 +16,16 @@ from typing import Any
 
 from threadloom.errors import ConfigError
 
-MODELS = ("single", "threads", "pool", "asyncio")
+#: The models, by name: the one list of them. Each names its class as "module:Class", imported
+#: only when it is asked for (:func:`threadloom.models.model_class`). It lives here, not in
+#: ``models/``, because settings sit below the models in the import layers and ``--model`` is
+#: checked when a Config is validated; what a model can do is declared on its class.
+MODELS = {
+    "single": "threadloom.models.single:SingleModel",
+    "threads": "threadloom.models.threads:ThreadsModel",
+    "pool": "threadloom.models.pool:PoolModel",
+    "asyncio": "threadloom.models.aio:AsyncioModel",
+}
 INTERFACES = ("auto", "raw", "wsgi", "asgi", "websocket")
 LOOPS = ("auto", "asyncio", "uvloop")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -56,7 +65,7 @@ class Config:
         "address to listen on: host:port, [::1]:port, :port, unix:/path or fd://N (repeatable)",
         repeatable=True,
     )
-    model: str = setting("pool", "concurrency model", choices=MODELS)
+    model: str = setting("pool", "concurrency model", choices=tuple(MODELS))
     threads: int = setting(10, "worker threads for pool, and the thread pool of asyncio")
     max_connections: int = setting(
         1000, "open connections at most; at the cap the server stops accepting"

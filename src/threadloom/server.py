@@ -24,7 +24,7 @@ from threadloom.errors import ConfigError
 from threadloom.loading import LoadedApp, detect, import_app
 from threadloom.log import configure_logging
 from threadloom.metrics import Operations
-from threadloom.models import model_class
+from threadloom.models import model_class, model_flags, models_where
 from threadloom.models.base import Model
 from threadloom.net.listeners import Listener, bind
 from threadloom.net.tls import server_context
@@ -62,12 +62,15 @@ class Server:
         app = import_app(self.app) if isinstance(self.app, str) else self.app
         name = self.app if isinstance(self.app, str) else getattr(app, "__name__", "app")
         loaded = detect(app, self.config.interface, name)
-        if loaded.is_async and self.config.model != "asyncio":
-            raise ConfigError(
-                f"{name} is a coroutine function ({loaded.interface}); "
-                f"it needs --model asyncio, not --model {self.config.model}"
-            )
+        if loaded.is_async:
+            self._needs_coroutines(f"{name} is a coroutine function ({loaded.interface})")
         return loaded
+
+    def _needs_coroutines(self, what: str) -> None:
+        """ConfigError unless the model runs coroutines; the message names those that do."""
+        if not model_class(self.config.model).runs_coroutines:
+            able = model_flags(models_where(lambda cls: cls.runs_coroutines))
+            raise ConfigError(f"{what}; it needs {able}, not --model {self.config.model}")
 
     def start(self) -> None:
         """Load the app and bind the listeners; raises ConfigError on any mistake."""
@@ -79,7 +82,16 @@ class Server:
                 for address in self.config.bind:
                     self.listeners.append(bind(address, self.config.reuse_port))
             tls = server_context(self.config, alpn=loaded.interface != "raw")
-            service = build_service(loaded, self.config, self.listeners[0].address, tls)
+            model_cls = model_class(self.config.model)
+            service = build_service(
+                loaded,
+                self.config,
+                self.listeners[0].address,
+                tls,
+                multithread=model_cls.serves_concurrently,
+            )
+            if service.needs_loop:  # an async part the app's own signature did not show
+                self._needs_coroutines(f"{loaded.name} ({service.description}) runs coroutines")
             ops = Operations(
                 self.config, lambda: self.model is not None and self.model.ready.is_set()
             )
@@ -88,7 +100,7 @@ class Server:
                 listener.close()
             self.listeners.clear()
             raise
-        model = model_class(self.config.model)(self.config, service, self.listeners)
+        model = model_cls(self.config, service, self.listeners)
         self.ops = ops
         with self._stop_lock:
             self.model = model

@@ -19,6 +19,7 @@ from tests.ops.support import Proc, address, get, terminate
 from threadloom.config import Config
 from threadloom.errors import ConfigError
 from threadloom.metrics import render
+from threadloom.models import model_class
 from threadloom.stats import LATENCY_BOUNDS, STATS, Load, Stats, merge
 from threadloom.testing import MODELS, running_server
 
@@ -161,7 +162,7 @@ def test_counters_move_with_traffic(model: str) -> None:
         assert after[count] - before[count] == 7
         assert after["threadloom_open_connections"] >= 1
         idle = after["threadloom_idle_threads"] + after["threadloom_busy_threads"]
-        assert idle >= (10 if model in ("pool", "asyncio") else 1)
+        assert idle >= (10 if model_class(model).runs_sync_on_pool else 1)
         assert get(ops, "/nothing")[0] == 404
     # every connection the test opened is counted closed once the server has stopped
     assert STATS.snapshot()["open_connections"] == open_before

@@ -11,10 +11,20 @@ import dataclasses
 from dataclasses import dataclass
 
 from threadloom.config import Config
+from threadloom.models import MODELS as REGISTRY
+from threadloom.models import model_class
 
-MODELS = ("single", "threads", "pool", "asyncio", "workers")
-SYNC_MODELS = ("single", "threads", "pool", "workers")
+#: The bench's own column: ``WORKERS_MODEL`` in two worker processes (``--workers``).
+WORKERS = "workers"
+WORKERS_MODEL = "pool"
+#: Every model, then the workers column.
+MODELS = (*REGISTRY, WORKERS)
 _APPS = "threadloom.bench.workloads"
+
+
+def served_model(model: str) -> str:
+    """The ``--model`` a bench column runs."""
+    return WORKERS_MODEL if model == WORKERS else model
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +44,9 @@ class Workload:
     builtin: bool = True
 
     def app_for(self, model: str) -> str | None:
-        """The form a model runs: async under asyncio (a sync one runs on its pool), else sync."""
-        if model == "asyncio":
+        """The form a model runs: async where it runs coroutines (a sync one runs on its pool),
+        else sync."""
+        if model_class(served_model(model)).runs_coroutines:
             return self.async_app or self.sync_app
         return self.sync_app
 
@@ -91,7 +102,7 @@ def app_workload(target: str, interface: str, is_async: bool) -> Workload:
 
 def workers_supported() -> bool:
     """Whether ``threadloom serve`` has ``--workers`` yet (the ``workers`` model needs it)."""
-    return "workers" in {f.name for f in dataclasses.fields(Config)}
+    return WORKERS in {f.name for f in dataclasses.fields(Config)}
 
 
 @dataclass(frozen=True, slots=True)

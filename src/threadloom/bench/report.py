@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from threadloom.bench.plan import WORKERS
 from threadloom.bench.verdict import UNITS, fmt_ms, fmt_rate
 
 Results = dict[str, Any]
@@ -106,7 +107,7 @@ def tutorial_table(results: Results) -> str:
     lines.append(
         [
             "Complexity",
-            *("same handler, one flag" if m != "workers" else "+ --workers" for m in models),
+            *("same handler, one flag" if m != WORKERS else "+ --workers" for m in models),
         ]
     )
     return markdown_table(["", *models], lines)

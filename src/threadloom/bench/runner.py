@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from threadloom.bench.generators import Generator, LoadFailed
 from threadloom.bench.machine import CpuSplit, popen_on
-from threadloom.bench.plan import Plan, Workload, workers_supported
+from threadloom.bench.plan import WORKERS, Plan, Workload, workers_supported
 from threadloom.bench.servers import (
     ServerFailed,
     ServerProcess,
@@ -39,6 +39,7 @@ from threadloom.bench.servers import (
     serve_argv,
 )
 from threadloom.bench.workloads import spin
+from threadloom.models import models_where
 
 SEVERITY = ("failed", "errors", "timeout", "ok")
 CLIENT_BOUND = 0.8  # a row at this share of the generator's ceiling may be client-bound
@@ -148,10 +149,11 @@ def _model_rows(ctx: Context, workload: Workload, model: str) -> list[dict[str, 
 
 
 def _unavailable_reason(workload: Workload, model: str) -> str:
-    if model == "workers" and not workers_supported():
+    if model == WORKERS and not workers_supported():
         return "needs --workers, which this threadloom serve does not have yet"
     if workload.app_for(model) is None:
-        return "an async app runs only under the asyncio model"
+        able = models_where(lambda cls: cls.runs_coroutines)
+        return f"an async app runs only under the {' or '.join(able)} model{'s' * (len(able) > 1)}"
     return ""
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from threadloom.bench import wsframes
 from threadloom.bench.machine import popen_on
-from threadloom.bench.plan import Workload
+from threadloom.bench.plan import WORKERS, Workload, served_model
 from threadloom.bench.workloads import HELLO
 from threadloom.config import Config
 
@@ -65,10 +65,9 @@ def serve_argv(model: str, workload: Workload, port: int, options: dict[str, str
     assert target is not None
     argv = [sys.executable, "-m", "threadloom", "serve", target, "--bind", f"127.0.0.1:{port}"]
     argv += ["--no-access-log", "--log-level", "warning", "--graceful-timeout", "2"]
-    if model == "workers":
-        argv += ["--model", "pool", "--workers", options.get("workers", "2")]
-    else:
-        argv += ["--model", model]
+    argv += ["--model", served_model(model)]
+    if model == WORKERS:
+        argv += ["--workers", options.get("workers", "2")]
     if workload.interface and workload.builtin:
         argv += ["--interface", workload.interface]
     if workload.load == "ws" and {"ws_ping_interval", "ws_per_message_deflate"} <= _settings():

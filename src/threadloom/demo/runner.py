@@ -23,6 +23,7 @@ from threadloom.demo.live import DemoSockets
 from threadloom.demo.web import DemoInfo, DemoWeb
 from threadloom.errors import ConfigError
 from threadloom.interfaces.websocket import WSGIWithWebSocket
+from threadloom.models import model_class
 from threadloom.net.listeners import parse_bind
 from threadloom.server import Server, run_with_signals
 
@@ -97,7 +98,7 @@ class Demo:
 
     def _announce(self, page_address: str, hello_address: str) -> None:
         """The one line a person needs: where to point the browser (and the hello)."""
-        if self.config.model in ("pool", "asyncio") and self.threads < 4:
+        if model_class(self.config.model).runs_sync_on_pool and self.threads < 4:
             log.warning("a tab holds 2 of the %d threads; its bursts may wait", self.threads)
         url = browser_url(page_address, bool(self.config.certfile))
         hello = f"; the tutorial's TCP hello: printf hi | nc {_nc(hello_address)}"

@@ -19,11 +19,12 @@ import html
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
 
+from threadloom.models import model_class
 from threadloom.stats import STATS
 
 #: Bounds of the load endpoints, so a stray request cannot hold a thread for long.
@@ -47,11 +48,12 @@ class DemoInfo:
     threads: int
     #: Address of the tutorial's TCP hello (``host:port``), or "" when there is none.
     hello: str = ""
+    #: One connection at a time: the page polls instead of holding WebSockets (asked of the
+    #: model's class).
+    single: bool = field(init=False)
 
-    @property
-    def single(self) -> bool:
-        """One connection at a time: the page polls instead of holding WebSockets."""
-        return self.model == "single"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "single", not model_class(self.model).serves_concurrently)
 
 
 @dataclass(frozen=True, slots=True)

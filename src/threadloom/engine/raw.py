@@ -100,7 +100,7 @@ class RawService:
         self._call = None if self.needs_loop else socket_handler(loaded)
 
     def session(self, sock: socket.socket, addr: Any) -> RawSession:
-        assert self._call is not None, "async handlers run only under the asyncio model"
+        assert self._call is not None, "async handlers run only on an event loop"
         return RawSession(self._call, sock, addr, self.loaded.name, self.preface)
 
     async def startup(self) -> None:

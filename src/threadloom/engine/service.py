@@ -1,4 +1,9 @@
-"""Pick the service for an app: the join between an interface and the engine."""
+"""Pick the service for an app: the join between an interface and the engine.
+
+The engine sits below the models in the import layers, so it never asks which model runs it:
+the server asks the model class and passes in what a service needs (``multithread``), and a
+service says what it needs of the model (``needs_loop``), which the server checks.
+"""
 
 from __future__ import annotations
 
@@ -76,7 +81,12 @@ class WSGIService(HTTPService):
     description = "WSGI app"
 
     def __init__(
-        self, loaded: LoadedApp, config: Config, server_address: Any, preface: Preface
+        self,
+        loaded: LoadedApp,
+        config: Config,
+        server_address: Any,
+        preface: Preface,
+        multithread: bool,
     ) -> None:
         self.preface = preface
         name, port = _name_and_port(server_address)
@@ -85,7 +95,7 @@ class WSGIService(HTTPService):
             server_name=name,
             server_port=port,
             url_scheme=preface.scheme,
-            multithread=config.model != "single",
+            multithread=multithread,
             proxies=preface.proxies,
             request_ids=config.request_id,
         )
@@ -93,8 +103,8 @@ class WSGIService(HTTPService):
         ws = None
         if isinstance(loaded.app, WSGIWithWebSocket):
             self.needs_loop = inspect.iscoroutinefunction(handler)
-            if self.needs_loop and config.model != "asyncio":
-                raise ConfigError("an async websocket_handler needs --model asyncio")
+            if self.needs_loop:
+                self.description = "WSGI app with an async websocket_handler"
             ws = WSSettings(config, handler, is_async=self.needs_loop)
         self.settings = HTTPSettings(config, runner=runner, ws=ws)
 
@@ -115,7 +125,7 @@ class ASGIService(HTTPService):
         self.settings = HTTPSettings(config, asgi=asgi, ws=WSSettings(config))
 
     def session(self, sock: socket.socket, addr: Any) -> Session:
-        raise ConfigError("ASGI apps run only under --model asyncio")
+        raise ConfigError("ASGI apps run only under a model that runs coroutines")
 
     async def startup(self) -> None:
         await self.lifespan.startup()
@@ -147,16 +157,21 @@ def build_service(
     config: Config,
     server_address: Any = None,
     tls: ssl.SSLContext | None = None,
+    *,
+    multithread: bool,
 ) -> Service:
     """The service that serves ``loaded`` under ``config``, or ConfigError if none can.
 
     ``tls`` (built by :mod:`threadloom.net.tls`) makes every connection a TLS one.
+    ``multithread``: the model may call a sync app from several threads at once (the server
+    asks the model class). A service whose ``needs_loop`` is true runs only under a model
+    that runs coroutines; the caller checks that.
     """
     preface = Preface(config, tls)
     if loaded.interface == "raw":
         return RawService(loaded, preface)
     if loaded.interface == "wsgi":
-        return WSGIService(loaded, config, server_address, preface)
+        return WSGIService(loaded, config, server_address, preface, multithread)
     if loaded.interface == "asgi":
         return ASGIService(loaded, config, server_address, preface)
     if loaded.interface == "websocket":

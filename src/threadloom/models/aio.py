@@ -33,6 +33,8 @@ class AsyncioModel(Model):
     """One event loop (uvloop when installed) plus a bounded thread pool for sync apps."""
 
     name = "asyncio"
+    runs_coroutines = True
+    runs_sync_on_pool = True
 
     def __init__(self, config: Config, service: Service, listeners: list[Listener]) -> None:
         super().__init__(config, service, listeners)

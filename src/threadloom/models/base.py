@@ -28,9 +28,23 @@ log = logging.getLogger("threadloom.server")
 
 
 class Model(ABC):
-    """Who runs connections: accepts, reads, schedules; knows nothing of protocols."""
+    """Who runs connections: accepts, reads, schedules; knows nothing of protocols.
+
+    A model declares what sets it apart in the class attributes below; the server, the
+    engine (through the server), the demo, the bench and the testing kit ask them, never the
+    model's name.
+    """
 
     name = "model"
+    #: Runs coroutines: async apps and handlers (ASGI, ``handle(reader, writer)``, async
+    #: WebSocket handlers) run on its event loop. Its own threads must never block.
+    runs_coroutines = False
+    #: Serves several connections at once, so a sync app may be called by several threads at
+    #: the same time (WSGI's ``wsgi.multithread``). False: one connection at a time.
+    serves_concurrently = True
+    #: Sync code runs on a pool of ``--threads`` threads, which bounds how much runs at once
+    #: (False: a thread per connection, or the one thread).
+    runs_sync_on_pool = False
 
     def __init__(self, config: Config, service: Service, listeners: list[Listener]) -> None:
         self.config = config

@@ -105,6 +105,7 @@ class PoolModel(ThreadModel):
     """One epoll I/O thread feeding ``--threads`` workers through a queue."""
 
     name = "pool"
+    runs_sync_on_pool = True
 
     def __init__(self, config: Config, service: Service, listeners: list[Listener]) -> None:
         self.mux = EpollMux()

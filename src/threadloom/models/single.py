@@ -15,6 +15,7 @@ class SingleModel(ThreadModel):
     """Accept, serve that connection until it closes, accept the next."""
 
     name = "single"
+    serves_concurrently = False
 
     def describe(self) -> str:
         return "single (one connection at a time)"

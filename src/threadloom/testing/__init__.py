@@ -16,12 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from threadloom.models import MODELS as REGISTRY
+from threadloom.models import models_where
 from threadloom.server import Server
 
 #: Every model, for parametrizing behaviour tests.
-MODELS = ("single", "threads", "pool", "asyncio")
+MODELS = tuple(REGISTRY)
 #: Models that run sync handlers on threads and can serve clients concurrently.
-CONCURRENT_MODELS = ("threads", "pool", "asyncio")
+CONCURRENT_MODELS = models_where(lambda cls: cls.serves_concurrently)
 
 
 def timeout_factor() -> float:
