@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -224,3 +225,77 @@ def closed_by_server(sock: socket.socket, timeout: float) -> bool:
     except OSError:
         return True
     return True
+
+
+#: Slow readers connect at this many a second (as slowhttptest's -r; 50 by default).
+RAMP = 100
+#: What each slow reader asks for, twice, pipelined.
+BIG = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+_TCP_ESTABLISHED = 1
+
+
+def _established(sock: socket.socket) -> bool:
+    """Whether the server still holds the connection. A reset (how a slow reader is
+    dropped) leaves the bytes already received readable, which at 32 bytes a second would
+    take minutes to reach: the kernel's TCP state says it at once."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] == _TCP_ESTABLISHED
+
+
+class SlowReaders:
+    """Connections with a 4 KiB receive buffer that pipeline two requests for the big
+    response, then read 32 bytes from each, once a second, on one thread (over TLS when
+    given a client ``context``)."""
+
+    def __init__(
+        self, address: tuple[str, int], count: int, context: ssl.SSLContext | None = None
+    ) -> None:
+        self.address = address
+        self.count = count
+        self.context = context
+        self.socks: list[socket.socket] = []
+        self.closed: set[socket.socket] = set()
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._attack, name="test-slow-readers")
+        self._thread.start()
+
+    def _attack(self) -> None:
+        """Connect at RAMP connections a second (as slowhttptest's -r), then read."""
+        started = time.monotonic()
+        for n in range(self.count):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(self.address)
+            if self.context is not None:
+                sock = self.context.wrap_socket(sock, server_hostname=self.address[0])
+            sock.sendall(BIG + BIG)
+            sock.setblocking(False)
+            self.socks.append(sock)
+            time.sleep(max(started + (n + 1) / RAMP - time.monotonic(), 0.0))
+        self.connected.set()
+        while not self._stop.wait(1.0):
+            for sock in self.socks:
+                if sock in self.closed:
+                    continue
+                try:
+                    if not sock.recv(32) or not _established(sock):
+                        self.closed.add(sock)
+                except (BlockingIOError, ssl.SSLWantReadError):
+                    pass  # (TLS: the rest of a record has not come yet)
+                except OSError:
+                    self.closed.add(sock)
+
+    def all_closed(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.closed) < len(self.socks) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return len(self.closed) == len(self.socks)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.connected.set()
+        for sock in self.socks:
+            sock.close()

@@ -247,13 +247,10 @@ class HTTPSession:
         self.outbox.send_parts(head, body)
 
     def sendfile(self, file: IO[bytes], count: int) -> int:
-        """``wsgi.file_wrapper`` over a real file: the kernel copies it, and what the
-        socket does not take waits in the outbox like any response (never for this thread).
+        """``wsgi.file_wrapper`` over a real file: the kernel copies it (under TLS the
+        outbox reads and seals it piece by piece), and what the socket does not take waits
+        in the outbox like any response (never for this thread).
         Returns what will be sent: ``count``, or less if the file is shorter."""
-        sock = self.sock
-        if type(sock) is not socket.socket:  # TLS: the stream encrypts a copy, and waits
-            self.outbox.drain_below(0)
-            return sock.sendfile(file, file.tell(), count)
         segment = file_segment(file, count)
         count = segment.remaining
         self.outbox.send_file(segment)

@@ -60,6 +60,8 @@ app_log = logging.getLogger("threadloom.app")
 IN_FLIGHT_MAX = 256 * 1024
 #: The most handed to the transport at once: what it cannot send at once, it copies.
 SLICE = 64 * 1024
+#: The slice, and the transport's high-water mark, under TLS (see connection_made).
+TLS_SLICE = 16 * 1024
 
 
 class ClientDisconnected(OSError):
@@ -93,6 +95,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.flight_ready = threading.Condition(self.lock)
         #: what waits for the transport (loop): views of the app's buffers, and files
         self.pending: deque[memoryview | FileSegment] = deque()
+        self.slice = SLICE  # the most handed to the transport at once
         self.write_paused = False  # the transport asked us to stop (pending then waits)
         self.close_when_sent = False
         self.budget = SendBudget(settings.timeout_io, settings.min_send_rate)
@@ -117,6 +120,11 @@ class HTTPProtocol(asyncio.Protocol):
         if self.addr is None:  # else a PROXY header named the client (engine/preface.py)
             self.addr = transport.get_extra_info("peername")
         self.core.addr = self.addr
+        if transport.get_extra_info("sslcontext") is not None:
+            # TLS transports encrypt what they are given at once and keep the ciphertext:
+            # pause the writer early, so a slow reader holds little of it
+            self.transport.set_write_buffer_limits(high=TLS_SLICE)
+            self.slice = TLS_SLICE
         self._arm()
 
     def data_received(self, data: bytes) -> None:
@@ -449,7 +457,7 @@ class HTTPProtocol(asyncio.Protocol):
         """Queue ``data`` behind what waits and hand the transport what it takes now."""
         if self.transport is None or self.transport.is_closing() or not data:
             return
-        if not self.pending and not self.write_paused and len(data) <= SLICE:
+        if not self.pending and not self.write_paused and len(data) <= self.slice:
             self.transport.write(data)  # the common case: nothing waits, a small response
             return
         with self.lock:
@@ -458,7 +466,7 @@ class HTTPProtocol(asyncio.Protocol):
         self._pump()
 
     def _pump(self) -> None:
-        """Hand the transport SLICE-sized pieces of what waits, until it pauses us."""
+        """Hand the transport slices of what waits, until it pauses us."""
         pending, transport = self.pending, self.transport
         while pending and not self.write_paused:
             if transport is None or transport.is_closing():
@@ -468,9 +476,9 @@ class HTTPProtocol(asyncio.Protocol):
             if isinstance(first, FileSegment):
                 piece: bytes | memoryview = self._read_file(first)
             else:
-                piece = first[:SLICE]
-                if len(first) > SLICE:
-                    pending[0] = first[SLICE:]
+                piece = first[: self.slice]
+                if len(first) > self.slice:
+                    pending[0] = first[self.slice :]
                 else:
                     pending.popleft()
             if not piece:
@@ -486,7 +494,7 @@ class HTTPProtocol(asyncio.Protocol):
         """The next slice of a waiting file; b"" (and the connection dropped, as its
         framing is broken) if the file ended before its promised length."""
         try:
-            piece = segment.read(SLICE)
+            piece = segment.read(self.slice)
         except OSError as exc:
             log.warning("%s: a file being sent failed: %s; connection dropped", self.addr, exc)
             self.abort()

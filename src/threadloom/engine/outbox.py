@@ -37,7 +37,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO
 
 from threadloom.engine.sockio import wait_writable
@@ -45,6 +45,7 @@ from threadloom.engine.sockio import wait_writable
 #: Bytes of a streamed response that may wait before its producer waits for the reader.
 STREAM_QUEUE_MAX = 256 * 1024
 _IOV_MAX = 64  # buffers per sendmsg (the kernel allows 1024; a response has a few)
+_FILE_PIECE = 256 * 1024  # read from a file per step where the kernel cannot copy it (TLS)
 
 
 class SendBudget:
@@ -105,15 +106,24 @@ class FileSegment:
         self.remaining -= sent
         return sent
 
-    def read(self, most: int) -> bytes:
+    def send_through(self, send: Callable[[bytes], int]) -> int:
+        """:meth:`send` for a stream the kernel cannot copy a file to (TLS): read the
+        next piece and offer it to ``send``; what it does not take is read again later."""
+        sent = send(self.read(_FILE_PIECE, advance=False))
+        self.offset += sent
+        self.remaining -= sent
+        return sent
+
+    def read(self, most: int, advance: bool = True) -> bytes:
         """Up to ``most`` of the bytes left, read from the file (for a writer that cannot
         hand the kernel a descriptor: the asyncio model's transport); BrokenPipeError if
         the file ended before its promised length."""
         piece = os.pread(self.fd, min(most, self.remaining), self.offset)
         if not piece:
             raise BrokenPipeError("the file ended before its promised length")
-        self.offset += len(piece)
-        self.remaining -= len(piece)
+        if advance:
+            self.offset += len(piece)
+            self.remaining -= len(piece)
         return piece
 
     def close(self) -> None:
@@ -132,10 +142,13 @@ class Outbox:
     """A connection's unsent response bytes (see the module docstring). Used by one thread
     at a time: whichever owns the connection."""
 
-    __slots__ = ("budget", "parts", "sock", "waiting")
+    __slots__ = ("budget", "kernel_copies", "parts", "send_some", "sock", "waiting")
 
     def __init__(self, sock: socket.socket, grace: float, min_rate: int) -> None:
         self.sock = sock
+        #: a plain socket's ``send``, or a TLS stream's ``send_some``: never waits
+        self.send_some: Callable[[bytes | memoryview], int] = getattr(sock, "send_some", sock.send)
+        self.kernel_copies = type(sock) is socket.socket  # os.sendfile works on it
         self.budget = SendBudget(grace, min_rate)
         self.parts: deque[memoryview | FileSegment] = deque()
         self.waiting = 0  # bytes in parts
@@ -148,13 +161,15 @@ class Outbox:
         copying it. (The hot path: one ``send`` system call and no allocation.)"""
         if not self.waiting:
             try:
-                sent = self.sock.send(data)
+                sent = self.send_some(data)
             except BlockingIOError:
                 sent = 0
             if sent == len(data):
                 return
             self.budget.behind(time.monotonic())
             self._keep((data,), sent)
+            if not self.kernel_copies:
+                self.flush()  # TLS seals a piece per call: the socket may take more
         elif data:
             self._keep((data,), 0)
 
@@ -170,6 +185,8 @@ class Outbox:
         if sent < sum(len(b) for b in buffers):
             self.budget.behind(time.monotonic())
             self._keep(buffers, sent)
+            if not self.kernel_copies:
+                self.flush()  # TLS seals a piece per call: the socket may take more
 
     def send_file(self, segment: FileSegment) -> None:
         """Send a file's bytes behind what waits, the kernel copying them; what the socket
@@ -177,7 +194,7 @@ class Outbox:
         if not self.waiting:
             try:
                 while segment.remaining:
-                    segment.send(self.sock)
+                    self._send_file_piece(segment)
             except BlockingIOError:
                 self.budget.behind(time.monotonic())
             except OSError:
@@ -190,12 +207,9 @@ class Outbox:
         self.waiting += segment.remaining
 
     def _send_now(self, buffers: Sequence[bytes | memoryview]) -> int:
-        if len(buffers) == 1:
-            return self.sock.send(buffers[0])
-        sendmsg = getattr(self.sock, "sendmsg", None)
-        if sendmsg is None:  # a TLS socket: one buffer at a time
-            return self.sock.send(buffers[0])
-        return int(sendmsg(buffers[:_IOV_MAX]))
+        if len(buffers) == 1 or not self.kernel_copies:  # (TLS: one buffer at a time)
+            return self.send_some(buffers[0])
+        return int(self.sock.sendmsg(buffers[:_IOV_MAX]))
 
     def _keep(self, buffers: Sequence[bytes | memoryview], skip: int) -> None:
         for buffer in buffers:
@@ -226,7 +240,9 @@ class Outbox:
                 return False
             self.budget.took(sent, time.monotonic())
             self.waiting -= sent
-            full = sent < sum(len(view) for view in offered)
+            # a socket that took less is full; TLS takes a piece per call, and says it is
+            # full by raising BlockingIOError (its records wait for the reader)
+            full = self.kernel_copies and sent < sum(len(view) for view in offered)
             while sent:
                 first = parts[0]
                 assert type(first) is memoryview  # (sent covers only the views offered)
@@ -243,7 +259,7 @@ class Outbox:
         """Send what the socket takes of a waiting file; True once it is all sent."""
         try:
             while segment.remaining:
-                sent = segment.send(self.sock)
+                sent = self._send_file_piece(segment)
                 self.budget.took(sent, time.monotonic())
                 self.waiting -= sent
         except BlockingIOError:
@@ -251,6 +267,11 @@ class Outbox:
         self.parts.popleft()
         segment.close()
         return True
+
+    def _send_file_piece(self, segment: FileSegment) -> int:
+        if self.kernel_copies:
+            return segment.send(self.sock)
+        return segment.send_through(self.send_some)
 
     def deadline(self) -> float:
         """When the reader will be too slow (:class:`SendBudget`); only while bytes wait."""

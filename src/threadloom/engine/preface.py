@@ -59,6 +59,7 @@ class Preface:
         self.proxies = TrustedProxies(config.forwarded_allow_ips)
         self.timeout = config.timeout_header
         self.timeout_io = config.timeout_io
+        self.min_send_rate = config.min_send_rate
         #: Whether connections need any of this (else drivers skip it entirely).
         self.active = tls is not None or config.proxy_protocol
         self.scheme = "https" if tls is not None else "http"
@@ -76,8 +77,8 @@ class Preface:
         context = self.tls
         if context is None:
             return make
-        timeout_io = self.timeout_io
-        return lambda sock, addr: TLSSession(make, sock, addr, context, timeout_io)
+        timeout_io, min_send_rate = self.timeout_io, self.min_send_rate
+        return lambda sock, addr: TLSSession(make, sock, addr, context, timeout_io, min_send_rate)
 
     def refuses(self, addr: Any) -> bool:
         """With --proxy-protocol, a peer that may not send a header is closed (logged)."""

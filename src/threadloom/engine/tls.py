@@ -23,7 +23,13 @@ all the plaintext on at once.
 * While the I/O thread drives the session (``feed``, ``expire``, ``overloaded``), the stream
   is in ``nowait`` mode: what cannot be written at once waits in a backlog, and the session
   asks to SERVE so a worker flushes it. Elsewhere sends wait for the peer up to
-  ``--timeout-io``, like plain sockets do.
+  ``--timeout-io``, like plain sockets do (a WebSocket's, a raw handler's).
+* Responses go through the inner session's outbox, which sends with
+  :meth:`TLSStream.send_some`: it seals the next piece only once the records sealed before
+  are all on the wire, and never waits. So a slow reader holds one piece of ciphertext
+  (at most ``SEND_PIECE`` and a record's overhead) and no thread: when the records of a
+  response's end still wait, the session answers WRITE and the connection's owner flushes
+  them (:meth:`TLSSession.flush`) under the same ``--min-send-rate`` rule as plain sockets.
 """
 
 from __future__ import annotations
@@ -32,32 +38,61 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import IO, Any
 
+from threadloom.engine.outbox import SendBudget
 from threadloom.engine.session import Session, Want
-from threadloom.engine.sockio import send_all
+from threadloom.engine.sockio import reset_on_close, send_all
+from threadloom.stats import STATS
 
 log = logging.getLogger("threadloom.tls")
 
 READ_CHUNK = 65536
 #: Plaintext sealed per step when sending a large buffer, to bound the ciphertext held.
 SEAL_CHUNK = 256 * 1024
+#: Plaintext sealed per step for the outbox: what a slow reader's connection holds at most
+#: in ciphertext (and a record's overhead) while the rest waits, unsealed, in the outbox.
+SEND_PIECE = 64 * 1024
 
 
 class TLSStream:
     """A server-side TLS connection over a non-blocking socket (see the module docstring)."""
 
-    __slots__ = ("_backlog", "_in", "_lock", "_out", "eof", "nowait", "sock", "ssl", "timeout_io")
+    __slots__ = (
+        "_backlog",
+        "_in",
+        "_lock",
+        "_out",
+        "budget",
+        "eof",
+        "nowait",
+        "sock",
+        "ssl",
+        "timeout_io",
+    )
 
-    def __init__(self, sock: socket.socket, context: ssl.SSLContext, timeout_io: float) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        context: ssl.SSLContext,
+        timeout_io: float,
+        min_send_rate: int = 0,
+    ) -> None:
         self.sock = sock
+        # Non-blocking for life, as a plain HTTP session's socket: every wait here is a
+        # poll with a deadline. (Accepted sockets come blocking: a send to a slow reader
+        # then waited as long as the reader liked, whatever --timeout-io said.)
+        sock.setblocking(False)
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         self.ssl = context.wrap_bio(self._in, self._out, server_side=True)
         self._lock = threading.Lock()
-        self._backlog = b""
+        self._backlog: bytes | memoryview = b""
         self.timeout_io = timeout_io
+        #: the slow-read rule while sealed records wait for the reader (see send_some)
+        self.budget = SendBudget(timeout_io, min_send_rate)
         #: Set while the I/O thread drives the session: sends never wait, they queue.
         self.nowait = False
         #: The peer ended the TLS session (close_notify) or the TCP connection.
@@ -157,6 +192,28 @@ class TLSStream:
     def sendall(self, data: bytes) -> None:
         self.send(data)
 
+    def send_some(self, data: bytes | memoryview) -> int:
+        """Non-blocking socket semantics, for the outbox: seal at most ``SEND_PIECE`` of
+        ``data`` once the records sealed before are all written, and return how much was
+        sealed; BlockingIOError while they still wait. Never waits."""
+        with self._lock:
+            self._flush(wait=False)
+            if self._backlog:
+                raise BlockingIOError("the records sealed before still wait for the reader")
+            piece = memoryview(data)[:SEND_PIECE]
+            self.ssl.write(piece)
+            self._flush(wait=False)
+        return len(piece)
+
+    def flush_some(self) -> bool:
+        """Write what the socket takes of the sealed records; True once none waits."""
+        with self._lock:
+            self._flush(wait=False)
+            return not self._backlog
+
+    def setsockopt(self, *args: Any) -> None:
+        self.sock.setsockopt(*args)
+
     def sendfile(self, file: IO[bytes], offset: int = 0, count: int | None = None) -> int:
         """Copy a file through the encryption (no zero-copy under TLS)."""
         file.seek(offset)
@@ -228,25 +285,31 @@ class TLSStream:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _flush(self, wait: bool) -> None:
-        data = self._out.read()
-        if self._backlog:
-            data, self._backlog = self._backlog + data, b""
+        data: bytes | memoryview = self._out.read()
+        backlog = self._backlog
+        if backlog:
+            data, self._backlog = (bytes(backlog) + data if data else backlog), b""
         if not data:
             return
         if wait:
-            send_all(self.sock, data, self.timeout_io)
+            send_all(self.sock, bytes(data), self.timeout_io)
             return
         try:
             sent = self.sock.send(data)
         except BlockingIOError:
             sent = 0
-        self._backlog = data[sent:]
+        now = time.monotonic()
+        if not backlog and sent < len(data):
+            self.budget.behind(now)  # the reader has just fallen behind
+        elif backlog:
+            self.budget.took(sent, now)
+        self._backlog = memoryview(data)[sent:] if sent < len(data) else b""
 
 
 class TLSSession:
     """Runs the handshake, then hands every call to the inner session (module docstring)."""
 
-    __slots__ = ("addr", "flush_only", "handshaken", "inner", "stream")
+    __slots__ = ("addr", "after_records", "flush_only", "handshaken", "inner", "stream")
 
     def __init__(
         self,
@@ -255,11 +318,14 @@ class TLSSession:
         addr: Any,
         context: ssl.SSLContext,
         timeout_io: float,
+        min_send_rate: int = 0,
     ) -> None:
-        self.stream = TLSStream(sock, context, timeout_io)
+        self.stream = TLSStream(sock, context, timeout_io, min_send_rate)
         self.addr = addr
         self.handshaken = False
         self.flush_only = False  # SERVE was asked only to write a backlog, not to serve
+        #: what the inner session wanted, while the records of its response's end wait
+        self.after_records: Want | None = None
         # Made now, so its header deadline (from accept) also bounds the handshake.
         self.inner = make(self.stream, addr)
 
@@ -293,12 +359,20 @@ class TLSSession:
             want = Want.READ
         else:
             want = self.inner.serve()
-        if want is Want.READ and self.stream.backlog:
-            try:
-                self.stream.flush()
-            except OSError:
-                return Want.CLOSE
-        return want
+        return self._after_records(want)
+
+    def _after_records(self, want: Want) -> Want:
+        """``want``, once the sealed records are all written; else WRITE until they are
+        (the inner session's outbox is empty by then: its last piece was sealed)."""
+        if want is Want.WRITE or not self.stream.backlog:
+            return want
+        try:
+            if self.stream.flush_some():
+                return want
+        except OSError:
+            return Want.CLOSE
+        self.after_records = want
+        return Want.WRITE
 
     def _handshake(self) -> Want:
         try:
@@ -315,12 +389,28 @@ class TLSSession:
         return self.serve() if want is Want.SERVE else want
 
     def flush(self) -> Want:
-        return self.inner.flush()  # (TLSStream.send never leaves bytes: rarely called)
+        after = self.after_records
+        if after is None:
+            return self._after_records(self.inner.flush())
+        try:
+            if not self.stream.flush_some():
+                return Want.WRITE
+        except OSError:
+            return Want.CLOSE
+        self.after_records = None
+        return after
 
     def deadline(self) -> float | None:
+        if self.after_records is not None:
+            return self.stream.budget.deadline()
         return self.inner.deadline()
 
     def expire(self) -> Want:
+        if self.after_records is not None:
+            log.info("%s reads its response too slowly (--min-send-rate): dropped", self.addr)
+            STATS.slow_reader()
+            reset_on_close(self.stream.sock)
+            return Want.CLOSE
         if not self.handshaken:
             log.debug("TLS handshake with %s timed out (--timeout-header)", self.addr)
             return Want.CLOSE
@@ -337,7 +427,7 @@ class TLSSession:
 
     @property
     def idle(self) -> bool:
-        return self.handshaken and self.inner.idle
+        return self.handshaken and self.after_records is None and self.inner.idle
 
     def close(self) -> None:
         self.inner.close()
