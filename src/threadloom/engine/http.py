@@ -33,7 +33,7 @@ from threadloom.engine.request_timeout import Deadline, GuardedSink, Watchdog, a
 from threadloom.engine.session import CLOSE, READ, SERVE, WRITE, Want
 from threadloom.engine.sockio import recv_waiting, reset_on_close
 from threadloom.engine.ws import (
-    BlockingWebSocket,
+    BlockingLink,
     WSSettings,
     handshake,
     run_sync_handler,
@@ -345,8 +345,8 @@ class HTTPSession:
         self.send(head)
         self._log(request, 101, 0)
         self.outbox.drain_below(0)  # the WebSocket writes to the socket itself from here
-        websocket = BlockingWebSocket(self.sock, core, request, self.addr, ws)
-        run_sync_handler(ws, websocket, self.conn.trailing_data)
+        link = BlockingLink(self.sock, core, request, self.addr, ws)
+        run_sync_handler(ws, link, self.conn.trailing_data)
         return False
 
     def _log(self, request: Request, status: int, sent: int) -> None:
