@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-An Upgrade request reaches :class:`~threadloom.engine.http_aio.HTTPProtocol` like any
-request. Once the handshake is accepted the protocol hands
+An Upgrade request reaches the HTTP protocol (``engine/http_aio.py``) like any request; this
+module sees it only as a :class:`WSHost`. Once the handshake is accepted the protocol hands
 every later byte to an :class:`AsyncWebSocket` (``proto.ws``), which feeds its
 :class:`~threadloom.engine.ws_session.WSSession` on the loop thread, writes what the session
 owes (pongs, the close echo), runs the session's one timer (pings, the close timeout) and
@@ -29,9 +29,11 @@ import asyncio
 import concurrent.futures
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from threadloom.engine.asgi_run import start_eagerly
+from threadloom.engine.http import HTTPSettings
+from threadloom.engine.session import AsyncRuntime
 from threadloom.engine.ws import (
     HandlerRun,
     WebSocket,
@@ -58,9 +60,6 @@ from threadloom.protocols import websocket as core
 from threadloom.protocols.http1 import Request, full_response
 from threadloom.protocols.websocket import HandshakeError, check_request, reject_response
 
-if TYPE_CHECKING:
-    from threadloom.engine.http_aio import HTTPProtocol
-
 log = logging.getLogger("threadloom.ws")
 app_log = logging.getLogger("threadloom.app")
 #: What send() takes; a tuple, since isinstance with an ``X | Y`` union is several times slower.
@@ -74,12 +73,36 @@ QUEUE_LOW = 8
 FLUSH_BYTES = 64 * 1024
 
 
+class WSHost(Protocol):
+    """What this module needs from the HTTP connection it took over
+    (``engine/http_aio.py``'s ``HTTPProtocol``, which imports this module, not the reverse)."""
+
+    loop: asyncio.AbstractEventLoop
+    addr: Any
+    runtime: AsyncRuntime
+    settings: HTTPSettings
+    lost: bool
+
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+    def wake(self) -> None: ...
+    async def wait(self) -> None: ...
+    def blocked(self) -> bool: ...
+    async def drain(self) -> bool: ...
+    def pause_ws_reading(self) -> None: ...
+    def resume_ws_reading(self) -> None: ...
+    def is_websocket_upgrade(self, request: Request) -> bool: ...
+    def start_websocket(self, websocket: AsyncWebSocket) -> AsyncWebSocket: ...
+    def finished(self, request: Request, status: int, sent: int, keep_alive: bool) -> None: ...
+    def log_access(self, request: Request, status: int, sent: int) -> None: ...
+
+
 class AsyncWebSocket:
     """The ``websocket`` an async handler gets: a :class:`WSSession` on the loop."""
 
     def __init__(
         self,
-        proto: HTTPProtocol,
+        proto: WSHost,
         conn: core.WebSocketConnection,
         request: Request,
         settings: WSSettings,
@@ -298,7 +321,7 @@ async def _await(make: Callable[[], Awaitable[T]]) -> T:
 # -- bare handlers --------------------------------------------------------------------------
 
 
-def serve_bare_handler(proto: HTTPProtocol, request: Request) -> None:
+def serve_bare_handler(proto: WSHost, request: Request) -> None:
     """A request to a bare WebSocket handler: run it on an Upgrade, 426 otherwise."""
     settings = proto.settings.ws
     assert settings is not None
@@ -322,7 +345,7 @@ def serve_bare_handler(proto: HTTPProtocol, request: Request) -> None:
         proto.loop.create_task(_run_sync_handler(proto, settings, websocket))
 
 
-def refuse_handshake(proto: HTTPProtocol, request: Request, exc: HandshakeError) -> None:
+def refuse_handshake(proto: WSHost, request: Request, exc: HandshakeError) -> None:
     log.info("refused a WebSocket handshake from %s: %s", proto.addr, exc)
     proto.write(reject_response(exc))
     proto.finished(request, exc.status, 0, False)
@@ -334,9 +357,7 @@ async def _run_async_handler(settings: WSSettings, websocket: AsyncWebSocket) ->
     await websocket.finish(run.failed)
 
 
-async def _run_sync_handler(
-    proto: HTTPProtocol, settings: WSSettings, websocket: AsyncWebSocket
-) -> None:
+async def _run_sync_handler(proto: WSHost, settings: WSSettings, websocket: AsyncWebSocket) -> None:
     """A sync handler on the model's thread pool, through the sync API."""
     link = LoopLink(websocket, proto.loop)
     sync = WebSocket(link, websocket.path, websocket.request_headers, websocket.remote_address)
@@ -351,7 +372,7 @@ async def _run_sync_handler(
 class ASGIWebSocketCycle:
     """One ASGI ``websocket`` scope: ``receive`` and ``send`` on the loop thread."""
 
-    def __init__(self, proto: HTTPProtocol, request: Request) -> None:
+    def __init__(self, proto: WSHost, request: Request) -> None:
         self.proto = proto
         self.request = request
         self.state = ASGIWebSocketState(offered_subprotocols(request))
