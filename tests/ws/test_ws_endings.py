@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed as ClientClosed
 from websockets.sync.client import connect
 
 from tests.adversarial import wsraw
@@ -141,12 +142,14 @@ def end_with_client(ending: str, server: Server) -> None:
             ws.close(4000, "bye")
         elif ending == "server-close":
             ws.send("close-me")
-            with pytest.raises(Exception, match="4001"):
+            with pytest.raises(ClientClosed) as closed:
                 ws.recv(timeout=5 * timeout_factor())
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
         elif ending == "server-shutdown":
             server.stop()
-            with pytest.raises(Exception, match="1001"):
+            with pytest.raises(ClientClosed) as closed:
                 ws.recv(timeout=5 * timeout_factor())
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
 
 
 @pytest.mark.parametrize("ending", list(ENDINGS))
