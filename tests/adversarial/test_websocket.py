@@ -18,8 +18,7 @@ import pytest
 
 from tests.adversarial import apps, wsraw
 from tests.adversarial.support import ServerProcess, spent_cpu, wait_until
-from threadloom.engine import ws as ws_engine
-from threadloom.engine import ws_aio
+from threadloom.engine import ws_session
 from threadloom.testing import MODELS, running_server, timeout_factor
 
 MAX = 1024 * 1024
@@ -161,8 +160,7 @@ def test_peer_that_never_answers_our_close(
 ) -> None:
     """We close first; the peer never sends its Close: TCP is dropped after the close
     timeout (5 s; 0.5 s here) instead of waiting for ever."""
-    monkeypatch.setattr(ws_engine, "CLOSE_TIMEOUT", 0.5)
-    monkeypatch.setattr(ws_aio, "CLOSE_TIMEOUT", 0.5)
+    monkeypatch.setattr(ws_session, "CLOSE_TIMEOUT", 0.5)
     with running_server(handler, model=model, access_log=False) as server:
         sock = wsraw.handshake(server.addresses[0])
         started = time.monotonic()

@@ -34,7 +34,7 @@ from threadloom.engine.outbox import STREAM_QUEUE_MAX, Outbox, file_segment
 from threadloom.engine.request_timeout import Deadline, GuardedSink, Watchdog, answer_timeout
 from threadloom.engine.session import CLOSE, READ, SERVE, WRITE, Want
 from threadloom.engine.sockio import recv_waiting, reset_on_close
-from threadloom.engine.ws import BlockingWebSocket, handshake, run_sync_handler, upgrade_required
+from threadloom.engine.ws import BlockingLink, handshake, run_sync_handler, upgrade_required
 from threadloom.interfaces.wsgi import Outcome
 from threadloom.protocols.http1 import Request, RequestBody, error_response
 from threadloom.protocols.websocket import HandshakeError, reject_response
@@ -204,8 +204,8 @@ class HTTPSession:
         self.send(head)
         self._log(request, 101, 0)
         self.outbox.drain_below(0)  # the WebSocket writes to the socket itself from here
-        websocket = BlockingWebSocket(self.sock, protocol, request, self.addr, ws)
-        run_sync_handler(ws, websocket, core.conn.trailing_data)
+        link = BlockingLink(self.sock, protocol, request, self.addr, ws)
+        run_sync_handler(ws, link, core.conn.trailing_data)
         return CLOSE
 
     def _log(self, request: Request, status: int, sent: int) -> None:

@@ -1,48 +1,49 @@
-"""WebSocket under the thread models: the handshake, and a blocking connection object.
+"""WebSocket under the thread models, and what every model shares: the handshake, the
+settings, the one sync handler API.
 
 Theory of operation
 -------------------
 An Upgrade request arrives like any HTTP request (``engine/http.py`` parses it and hands it
 to a thread that may block). :func:`handshake` checks it with the RFC 6455 core and builds
-the 101 response; the connection then belongs to a :class:`BlockingWebSocket` and to the
-user's sync handler, on that thread, until the handler returns.
+the 101 response; the connection then belongs to a :class:`BlockingLink` and to the user's
+sync handler, on that thread, until the handler returns.
+
+Every rule of the conversation (messages, pings, the close handshake, the code and reason
+the handler sees) is :class:`~threadloom.engine.ws_session.WSSession`'s; the link only moves
+bytes and waits: for bytes, or until the session's next deadline.
+
+A sync handler sees a :class:`WebSocket` under every model: over a :class:`BlockingLink` here,
+over the event loop (``engine/ws_aio.py``, ``LoopLink``) under asyncio.
 
 Threads: the handler's thread is the only reader. Any thread may ``send`` (a chat handler
-broadcasts to other connections): every call that makes bytes with the core and writes them
-holds one lock, because compressed frames must reach the wire in the order their shared
-deflate context produced them. Sends block while the peer does not read, at most
+broadcasts to other connections): every call that makes bytes with the session and writes
+them holds one lock, because compressed frames must reach the wire in the order their
+shared deflate context produced them. Sends block while the peer does not read, at most
 ``timeout_io`` seconds, so a slow peer costs a bounded buffer, never an unbounded one.
-
-Keep-alive: while the handler waits in ``recv``, a ping goes out after ``ping_interval``
-seconds of silence; a peer that then stays silent another interval is closed with 1011.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from threadloom.config import Config
+from threadloom.engine import ws_session
 from threadloom.engine.sockio import send_all, wait_readable
+from threadloom.engine.ws_session import LOST, STALLED, WSSession
 from threadloom.interfaces.websocket import (
     ConnectionClosed,
-    ConnectionClosedError,
     RequestHeaders,
-    closed_error,
     handler_wants_path,
     iterate,
     request_path,
 )
 from threadloom.protocols.http1 import Request, full_response
 from threadloom.protocols.websocket import (
-    CloseReceived,
-    Message,
-    Pong,
     WebSocketConnection,
     accept_response,
     check_request,
@@ -54,8 +55,6 @@ app_log = logging.getLogger("threadloom.app")
 _MESSAGE_TYPES = (str, bytes, bytearray, memoryview)
 
 READ_SIZE = 65536
-#: How long a closing side waits for the peer's Close before giving up on it.
-CLOSE_TIMEOUT = 5.0
 
 
 class WSSettings:
@@ -69,7 +68,7 @@ class WSSettings:
         self.ping_interval = config.ws_ping_interval
         self.deflate = config.ws_per_message_deflate
         self.timeout_io = config.timeout_io
-        self.close_timeout = CLOSE_TIMEOUT
+        self.close_timeout = ws_session.CLOSE_TIMEOUT
         self._live: set[Any] = set()
         self._live_lock = threading.Lock()
         self._going_away = False
@@ -150,20 +149,77 @@ def upgrade_required(request: Request) -> tuple[bytes, bool]:
     )
 
 
-def run_sync_handler(settings: WSSettings, websocket: BlockingWebSocket, early: bytes) -> None:
-    """Call the bare sync handler with ``websocket`` and close it properly afterwards.
+def run_sync_handler(settings: WSSettings, link: BlockingLink, early: bytes) -> None:
+    """Call the bare sync handler over ``link`` and close it properly afterwards.
 
     ``early`` is what the client sent after the handshake, before we answered it.
     """
+    websocket = WebSocket(link, link.path, link.request_headers, link.remote_address)
     with HandlerRun(websocket.path) as run:
         if early:
-            websocket.feed(early)
+            link.feed(early)
         settings.call(websocket)
-    websocket.finish(run.failed)
+    link.finish(run.failed)
 
 
-class BlockingWebSocket:
-    """The ``ws`` a sync handler gets: ``for msg in ws: ws.send(msg)`` (see the module doc)."""
+class SyncLink(Protocol):
+    """What :class:`WebSocket` needs from an adapter: a blocking thread's own
+    (:class:`BlockingLink`) or the event loop's, reached from the pool (``ws_aio.LoopLink``)."""
+
+    def recv(self, timeout: float | None) -> str | bytes: ...
+    def send(self, data: str | bytes) -> None: ...
+    def ping(self, payload: bytes) -> None: ...
+    def close(self, code: int, reason: str) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+
+
+class WebSocket:
+    """The ``ws`` a sync handler gets under every model: ``for msg in ws: ws.send(msg)``."""
+
+    def __init__(
+        self,
+        link: SyncLink,
+        path: str,
+        request_headers: RequestHeaders,
+        remote_address: Any,
+        subprotocol: str | None = None,
+    ) -> None:
+        self._link = link
+        self.path = path
+        self.request_headers = request_headers
+        self.remote_address = remote_address
+        self.subprotocol = subprotocol
+
+    def recv(self, timeout: float | None = None) -> str | bytes:
+        """The next message; raises ConnectionClosed at the end, TimeoutError after ``timeout``."""
+        return self._link.recv(timeout)
+
+    def __iter__(self) -> Iterator[str | bytes]:
+        """Messages until a normal close; an abnormal one raises ConnectionClosedError."""
+        return iterate(self.recv)
+
+    def send(self, message: str | bytes) -> None:
+        """Send one message (str: text, bytes: binary); blocks while the peer is not reading."""
+        if not isinstance(message, _MESSAGE_TYPES):
+            raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+        self._link.send(message if isinstance(message, str) else bytes(message))
+
+    def ping(self, payload: bytes = b"") -> None:
+        """Send a ping (pongs are handled for you)."""
+        self._link.ping(bytes(payload))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the close handshake and wait briefly for the peer's answer."""
+        self._link.close(code, reason)
+
+    @property
+    def closed(self) -> bool:
+        return self._link.closed
+
+
+class BlockingLink:
+    """The thread models' adapter: a :class:`WSSession` over a socket (see the module doc)."""
 
     def __init__(
         self,
@@ -174,95 +230,73 @@ class BlockingWebSocket:
         settings: WSSettings,
     ) -> None:
         self._sock = sock
-        self._conn = conn
         self._settings = settings
         self._lock = threading.Lock()
-        self._messages: collections.deque[str | bytes] = collections.deque()
-        self._closed: ConnectionClosed | None = None
-        self._last_heard = time.monotonic()
-        self._ping_sent_at: float | None = None
+        self._session = WSSession(
+            conn, time.monotonic(), settings.ping_interval, settings.close_timeout
+        )
         self.path = request_path(request)
         self.request_headers = RequestHeaders(request.headers)
         self.remote_address = addr
-        self.subprotocol: str | None = None
         settings.opened(self)
 
-    # -- the handler's API ------------------------------------------------------------------
-
-    def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next message; raises ConnectionClosed at the end, TimeoutError after ``timeout``."""
+    def recv(self, timeout: float | None) -> str | bytes:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._messages:
-            if self._closed is not None:
-                raise self._closed
-            self._read_some(deadline)
-        return self._messages.popleft()
+        session = self._session
+        while (message := session.next_message()) is None:
+            self._wait(deadline)
+        return message
 
-    def __iter__(self) -> Iterator[str | bytes]:
-        """Messages until a normal close; an abnormal one raises ConnectionClosedError."""
-        return iterate(self.recv)
-
-    def send(self, message: str | bytes) -> None:
-        """Send one message (str: text, bytes: binary); blocks while the peer is not reading."""
-        if not isinstance(message, _MESSAGE_TYPES):
-            raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
+    def send(self, data: str | bytes) -> None:
         with self._lock:
-            if self._closed is not None or self._conn.close_sent:
-                raise self._closed or ConnectionClosedError(1006, "closing")
-            frame = self._conn.send_message(message if isinstance(message, str) else bytes(message))
-            self._write(frame)
+            self._write(self._session.send_message(data))
 
-    def ping(self, payload: bytes = b"") -> None:
-        """Send a ping (pongs are handled for you)."""
+    def ping(self, payload: bytes) -> None:
         with self._lock:
-            if self._closed is None and not self._conn.close_sent:
-                self._write(self._conn.send_ping(payload))
+            self._write(self._session.ping(payload))
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Start the close handshake and wait briefly for the peer's answer."""
+    def close(self, code: int, reason: str) -> None:
         with self._lock:
-            if self._closed is None and not self._conn.close_sent:
-                self._write(self._conn.send_close(code, reason))
-        deadline = time.monotonic() + CLOSE_TIMEOUT
-        while self._closed is None and time.monotonic() < deadline:
-            self._read_some(deadline)
-        self._messages.clear()
-        if self._closed is None:
-            self._closed = closed_error(code, reason)
+            self._write(self._session.close(code, reason, time.monotonic()), quiet=True)
+        while not self._session.done:
+            self._wait(None)
 
     @property
     def closed(self) -> bool:
-        return self._closed is not None
+        return self._session.done
 
-    # -- the engine's side ------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        """Bytes read by someone else (those that followed the handshake)."""
+        with self._lock:
+            self._write(self._session.receive(data, time.monotonic()), quiet=True)
 
     def finish(self, failed: bool) -> None:
         """The handler returned (or raised): close properly if it did not."""
         self._settings.ended(self)
-        if self._closed is None:
-            try:
-                self.close(1011 if failed else 1000, "handler failed" if failed else "")
-            except ConnectionClosed:
-                pass
+        with self._lock:
+            self._write(self._session.finish(failed, time.monotonic()), quiet=True)
+        while not self._session.done:
+            self._wait(None)
 
     def going_away(self) -> None:
         """Server shutdown (any thread): send 1001; the handler's ``recv`` sees the reply."""
         with self._lock:
-            if self._closed is None and not self._conn.close_sent:
-                self._write(self._conn.send_close(1001, "server shutting down"), quiet=True)
+            self._write(self._session.going_away(time.monotonic()), quiet=True)
 
-    def _read_some(self, deadline: float | None) -> None:
-        """Wait for bytes (pinging on silence) and feed them to the core."""
-        interval = self._settings.ping_interval
-        wait = interval or None
+    def _wait(self, deadline: float | None) -> None:
+        """Wait for bytes until the session's deadline or ``deadline``, and hand the session
+        what came (bytes, or the time)."""
+        now = time.monotonic()
+        due = self._session.deadline()
+        wait = None if due is None else max(0.0, due - now)
         if deadline is not None:
-            left = deadline - time.monotonic()
+            left = deadline - now
             if left <= 0:
                 raise TimeoutError("no WebSocket message within the timeout")
             wait = left if wait is None else min(wait, left)
         if not wait_readable(self._sock, wait):
-            if interval:
-                self._keepalive()
+            with self._lock:
+                self._write(self._session.tick(time.monotonic()), quiet=True)
             return
         try:
             data = self._sock.recv(READ_SIZE)
@@ -270,46 +304,15 @@ class BlockingWebSocket:
             return
         except OSError:
             data = b""
-        self._receive(data)
-
-    def feed(self, data: bytes) -> None:
-        """Bytes read by someone else (those that followed the handshake)."""
-        self._receive(data)
-
-    def _receive(self, data: bytes) -> None:
-        self._last_heard = time.monotonic()
-        with self._lock:
-            events = self._conn.receive_data(data)
-            replies = self._conn.data_to_send()
-            if replies:
-                self._write(replies, quiet=True)
-        for event in events:
-            if type(event) is Message:
-                self._messages.append(event.data)
-            elif type(event) is Pong:
-                self._ping_sent_at = None
-            elif type(event) is CloseReceived:
-                self._closed = closed_error(event.code, event.reason)
-        if self._closed is None and (self._conn.closed or not data):
-            code = self._conn.close_code if self._conn.closed else None
-            self._closed = closed_error(code or 1006, self._conn.close_reason)
-
-    def _keepalive(self) -> None:
-        now = time.monotonic()
-        interval = self._settings.ping_interval
-        if self._ping_sent_at is not None and now - self._ping_sent_at >= interval:
-            with self._lock:
-                self._write(self._conn.send_close(1011, "keepalive ping timeout"), quiet=True)
-            self._closed = ConnectionClosedError(1011, "keepalive ping timeout")
-        elif self._ping_sent_at is None and now - self._last_heard >= interval:
-            self.ping()
-            self._ping_sent_at = now
+        self.feed(data)
 
     def _write(self, data: bytes, quiet: bool = False) -> None:
-        """Write under the lock; a peer that is gone or stalled ends the connection."""
+        """Write under the lock; a peer that is gone or stalled ends the conversation."""
+        if not data:
+            return
         try:
             send_all(self._sock, data, self._settings.timeout_io)
         except OSError as exc:  # TimeoutError is an OSError too
-            self._closed = ConnectionClosedError(1006, f"write failed: {exc}")
+            ended = self._session.lost(STALLED if isinstance(exc, TimeoutError) else LOST)
             if not quiet:
-                raise self._closed from None
+                raise ended from None

@@ -1,43 +1,47 @@
-"""WebSocket on the asyncio model: the connection object, bare handlers and ASGI routes.
+"""WebSocket on the asyncio model: the loop's adapter, bare handlers and ASGI routes.
 
 Theory of operation
 -------------------
-An Upgrade request reaches :class:`~threadloom.engine.http_aio.HTTPProtocol` like any
-request. Once the handshake is accepted the protocol hands every later byte to an
-:class:`AsyncWebSocket` (``proto.ws``), which feeds the RFC 6455 core on the loop thread,
-writes the replies the core owes (pongs, the close echo) and queues messages for whoever
-awaits ``recv``. Flow control both ways: reading pauses while :data:`QUEUE_HIGH` messages
-wait unread, and ``send`` awaits while the transport has paused writing.
+An Upgrade request reaches the HTTP protocol (``engine/http_aio.py``) like any request; this
+module sees it only as a :class:`WSHost`. Once the handshake is accepted the protocol hands
+every later byte to an :class:`AsyncWebSocket` (``proto.ws``), which feeds its
+:class:`~threadloom.engine.ws_session.WSSession` on the loop thread, writes what the session
+owes (pongs, the close echo), runs the session's one timer (pings, the close timeout) and
+wakes whoever awaits ``recv``. Every rule of the conversation is the session's. Flow control
+both ways: reading pauses while :data:`QUEUE_HIGH` messages wait unread, and ``send`` awaits
+while the transport has paused writing.
 
 Three kinds of code sit on top:
 
 * a bare async handler (``async def handle_client(websocket, path)``) runs as a task;
-* a bare sync handler runs on the model's thread pool, through :class:`ThreadedWebSocket`,
-  which has the sync API and forwards each call to the loop;
+* a bare sync handler runs on the model's thread pool and gets the same
+  :class:`~threadloom.engine.ws.WebSocket` as under the thread models, over a
+  :class:`LoopLink` that forwards each call to the loop;
 * an ASGI app's ``websocket`` scope runs through :class:`ASGIWebSocketCycle`.
 
-Keep-alive: a ping after ``ping_interval`` seconds of silence; a peer still silent one
-interval later is closed with 1011. The server closes the TCP connection once the close
-handshake is done (RFC 6455 7.1.1) or the handler has finished.
+The server closes the TCP connection once the close handshake is done (RFC 6455 7.1.1) or
+the handler has finished.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from threadloom.engine.asgi_run import start_eagerly
+from threadloom.engine.http import HTTPSettings
+from threadloom.engine.session import AsyncRuntime
 from threadloom.engine.ws import (
-    CLOSE_TIMEOUT,
     HandlerRun,
+    WebSocket,
     WSSettings,
     handshake,
     upgrade_required,
 )
+from threadloom.engine.ws_session import LOST, STALLED, WSSession
 from threadloom.errors import LocalProtocolError
 from threadloom.interfaces.asgi import Message, forward_and_identify
 from threadloom.interfaces.websocket import (
@@ -46,9 +50,7 @@ from threadloom.interfaces.websocket import (
     ConnectionClosedError,
     ConnectionClosedOK,
     RequestHeaders,
-    closed_error,
     disconnect_message,
-    iterate,
     offered_subprotocols,
     receive_message,
     request_path,
@@ -57,9 +59,6 @@ from threadloom.interfaces.websocket import (
 from threadloom.protocols import websocket as core
 from threadloom.protocols.http1 import Request, full_response
 from threadloom.protocols.websocket import HandshakeError, check_request, reject_response
-
-if TYPE_CHECKING:
-    from threadloom.engine.http_aio import HTTPProtocol
 
 log = logging.getLogger("threadloom.ws")
 app_log = logging.getLogger("threadloom.app")
@@ -74,45 +73,64 @@ QUEUE_LOW = 8
 FLUSH_BYTES = 64 * 1024
 
 
+class WSHost(Protocol):
+    """What this module needs from the HTTP connection it took over
+    (``engine/http_aio.py``'s ``HTTPProtocol``, which imports this module, not the reverse)."""
+
+    loop: asyncio.AbstractEventLoop
+    addr: Any
+    runtime: AsyncRuntime
+    settings: HTTPSettings
+    lost: bool
+
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+    def wake(self) -> None: ...
+    async def wait(self) -> None: ...
+    def blocked(self) -> bool: ...
+    async def drain(self) -> bool: ...
+    def pause_ws_reading(self) -> None: ...
+    def resume_ws_reading(self) -> None: ...
+    def is_websocket_upgrade(self, request: Request) -> bool: ...
+    def start_websocket(self, websocket: AsyncWebSocket) -> AsyncWebSocket: ...
+    def finished(self, request: Request, status: int, sent: int, keep_alive: bool) -> None: ...
+    def log_access(self, request: Request, status: int, sent: int) -> None: ...
+
+
 class AsyncWebSocket:
-    """The ``websocket`` an async handler gets (see the module docstring)."""
+    """The ``websocket`` an async handler gets: a :class:`WSSession` on the loop."""
 
     def __init__(
         self,
-        proto: HTTPProtocol,
+        proto: WSHost,
         conn: core.WebSocketConnection,
         request: Request,
         settings: WSSettings,
     ) -> None:
         self._proto = proto
-        self._conn = conn
+        self._session = WSSession(
+            conn, proto.loop.time(), settings.ping_interval, settings.close_timeout
+        )
         self._settings = settings
-        self._messages: collections.deque[str | bytes] = collections.deque()
-        self._closed: ConnectionClosed | None = None
         self._reading_paused = False
-        self._last_heard = proto.loop.time()
-        self._ping_sent_at: float | None = None
-        self._ping_timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._out: list[bytes] = []
         self._out_size = 0
         self.path = request_path(request)
         self.request_headers = RequestHeaders(request.headers)
         self.remote_address = proto.addr
         self.subprotocol: str | None = None
-        if settings.ping_interval:
-            self._ping_timer = proto.loop.call_later(settings.ping_interval, self._keepalive)
+        self._aim()
         settings.opened(self)
 
     # -- the handler's API ------------------------------------------------------------------
 
     async def recv(self) -> str | bytes:
         """The next message; raises ConnectionClosed once the connection has ended."""
-        while not self._messages:
-            if self._closed is not None:
-                raise self._closed
+        session = self._session
+        while (message := session.next_message()) is None:
             await self._proto.wait()
-        message = self._messages.popleft()
-        if self._reading_paused and len(self._messages) <= QUEUE_LOW:
+        if self._reading_paused and len(session.messages) <= QUEUE_LOW:
             self._reading_paused = False
             self._proto.resume_ws_reading()
         return message
@@ -131,54 +149,36 @@ class AsyncWebSocket:
         """Send one message; awaits while the peer is not reading (backpressure)."""
         if not isinstance(message, _MESSAGE_TYPES):
             raise TypeError(f"send() takes str or bytes, not {type(message).__name__}")
-        self._check_open()
         data = message if isinstance(message, str) else bytes(message)
-        self._write(self._conn.send_message(data))
+        self._write(self._session.send_message(data))
         await self._drain()
 
     async def ping(self, payload: bytes = b"") -> None:
         """Send a ping (pongs are handled for you)."""
-        self._check_open()
-        self._write(self._conn.send_ping(payload))
+        self._write(self._session.ping(bytes(payload)))
         await self._drain()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake, wait briefly for the peer's answer, then hang up."""
-        if self._closed is None and not self._conn.close_sent:
-            self._write(self._conn.send_close(code, reason))
-        try:
-            await asyncio.wait_for(self._until_closed(), CLOSE_TIMEOUT)
-        except TimeoutError:
-            self._closed = closed_error(code, reason)
+        self._write(self._session.close(code, reason, self._proto.loop.time()))
+        self._aim()
+        while not self._session.done:
+            await self._proto.wait()
         self._end()
 
     @property
     def closed(self) -> bool:
-        return self._closed is not None
+        return self._session.done
 
     # -- the protocol's side (loop thread) ------------------------------------------------
 
     def feed(self, data: bytes) -> None:
         """Bytes from the peer (``b""``: EOF)."""
-        conn = self._conn
-        self._last_heard = self._proto.loop.time()
-        events = conn.receive_data(data)
-        replies = conn.data_to_send()
-        if replies:
-            self._write(replies)
-        for event in events:
-            kind = type(event)
-            if kind is core.Message:
-                self._messages.append(event.data)  # type: ignore[union-attr]
-            elif kind is core.Pong:
-                self._ping_sent_at = None
-            elif kind is core.CloseReceived:
-                self._closed = closed_error(event.code, event.reason)  # type: ignore[union-attr]
-        if self._closed is None and (conn.closed or not data):
-            self._closed = closed_error((conn.close_code if conn.closed else None) or 1006)
-        if conn.closed or not data:
+        session = self._session
+        self._write(session.receive(data, self._proto.loop.time()))
+        if session.done:
             self._end()
-        elif len(self._messages) >= QUEUE_HIGH and not self._reading_paused:
+        elif len(session.messages) >= QUEUE_HIGH and not self._reading_paused:
             self._reading_paused = True
             self._proto.pause_ws_reading()
 
@@ -189,20 +189,21 @@ class AsyncWebSocket:
 
     def connection_lost(self) -> None:
         self._settings.ended(self)
-        if self._closed is None:
-            self._closed = ConnectionClosedError(1006, "connection lost")
-        self._stop_keepalive()
+        self._session.lost()
+        self._stop_timer()
 
     async def finish(self, failed: bool) -> None:
         """The handler is done: close properly if it did not, then hang up."""
-        if self._closed is None:
-            await self.close(1011 if failed else 1000, "handler failed" if failed else "")
+        self._write(self._session.finish(failed, self._proto.loop.time()))
+        self._aim()
+        while not self._session.done:
+            await self._proto.wait()
         self._end()
 
     def going_away(self) -> None:
         """Server shutdown (on the loop): send 1001 and let the close handshake finish."""
-        if self._closed is None and not self._conn.close_sent:
-            self._write(self._conn.send_close(1001, "server shutting down"))
+        self._write(self._session.going_away(self._proto.loop.time()))
+        self._aim()
 
     def _write(self, data: bytes) -> None:
         """Queue ``data``; one write per loop iteration carries every frame queued in it.
@@ -231,59 +232,50 @@ class AsyncWebSocket:
     def _end(self) -> None:
         self._flush()
         self._settings.ended(self)
-        self._stop_keepalive()
+        self._stop_timer()
         self._proto.close()
-
-    def _check_open(self) -> None:
-        if self._closed is not None:
-            raise self._closed
-        if self._conn.close_sent:
-            raise ConnectionClosedError(1006, "closing")
 
     async def _drain(self) -> None:
         """Backpressure, bounded by ``timeout_io`` (the protocol aborts a peer that never reads)."""
         if self._proto.blocked() and not await self._proto.drain():
-            if self._closed is None:
-                self._closed = ConnectionClosedError(1006, "the peer stopped reading")
-            raise self._closed
+            raise self._session.lost(STALLED)
 
-    async def _until_closed(self) -> None:
-        while self._closed is None:
-            await self._proto.wait()
+    # -- the session's one timer ------------------------------------------------------------
 
-    def _keepalive(self) -> None:
-        self._ping_timer = None
-        if self._closed is not None:
+    def _aim(self) -> None:
+        """Aim the timer at the session's deadline if it is earlier than the timer (a later
+        deadline is met lazily: the timer fires, :meth:`_tick` aims it again)."""
+        due = self._session.deadline()
+        timer = self._timer
+        if due is None or (timer is not None and timer.when() <= due):
             return
-        now = self._proto.loop.time()
-        interval = self._settings.ping_interval
-        if self._ping_sent_at is not None and now - self._ping_sent_at >= interval:
-            self._write(self._conn.send_close(1011, "keepalive ping timeout"))
-            self._closed = ConnectionClosedError(1011, "keepalive ping timeout")
+        if timer is not None:
+            timer.cancel()
+        self._timer = self._proto.loop.call_at(due, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        session = self._session
+        self._write(session.tick(self._proto.loop.time()))
+        if session.done:
             self._proto.wake()
             self._end()
-            return
-        if self._ping_sent_at is None and now - self._last_heard >= interval:
-            self._write(self._conn.send_ping(b""))
-            self._ping_sent_at = now
-        self._ping_timer = self._proto.loop.call_later(interval, self._keepalive)
+        else:
+            self._aim()
 
-    def _stop_keepalive(self) -> None:
-        if self._ping_timer is not None:
-            self._ping_timer.cancel()
-            self._ping_timer = None
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
-class ThreadedWebSocket:
-    """The sync API over an :class:`AsyncWebSocket`, for sync handlers on the thread pool."""
+class LoopLink:
+    """A sync handler's link to an :class:`AsyncWebSocket` from the model's thread pool:
+    each call runs on the loop and the thread waits for it."""
 
     def __init__(self, websocket: AsyncWebSocket, loop: asyncio.AbstractEventLoop) -> None:
         self._ws = websocket
         self._loop = loop
-        self.path = websocket.path
-        self.request_headers = websocket.request_headers
-        self.remote_address = websocket.remote_address
-        self.subprotocol = websocket.subprotocol
 
     def _call(self, make: Callable[[], Awaitable[T]]) -> T:
         """Run ``make()`` on the loop and wait; a loop that stops meanwhile ends the socket.
@@ -305,20 +297,16 @@ class ThreadedWebSocket:
                 raise ConnectionClosedError(1006, "the server stopped")
         return future.result()
 
-    def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next message; TimeoutError after ``timeout`` seconds."""
+    def recv(self, timeout: float | None) -> str | bytes:
         return self._call(lambda: asyncio.wait_for(self._ws.recv(), timeout))
 
-    def __iter__(self) -> Iterator[str | bytes]:
-        return iterate(self.recv)
+    def send(self, data: str | bytes) -> None:
+        self._call(lambda: self._ws.send(data))
 
-    def send(self, message: str | bytes) -> None:
-        self._call(lambda: self._ws.send(message))
-
-    def ping(self, payload: bytes = b"") -> None:
+    def ping(self, payload: bytes) -> None:
         self._call(lambda: self._ws.ping(payload))
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int, reason: str) -> None:
         self._call(lambda: self._ws.close(code, reason))
 
     @property
@@ -333,7 +321,7 @@ async def _await(make: Callable[[], Awaitable[T]]) -> T:
 # -- bare handlers --------------------------------------------------------------------------
 
 
-def serve_bare_handler(proto: HTTPProtocol, request: Request) -> None:
+def serve_bare_handler(proto: WSHost, request: Request) -> None:
     """A request to a bare WebSocket handler: run it on an Upgrade, 426 otherwise."""
     settings = proto.settings.ws
     assert settings is not None
@@ -357,7 +345,7 @@ def serve_bare_handler(proto: HTTPProtocol, request: Request) -> None:
         proto.loop.create_task(_run_sync_handler(proto, settings, websocket))
 
 
-def refuse_handshake(proto: HTTPProtocol, request: Request, exc: HandshakeError) -> None:
+def refuse_handshake(proto: WSHost, request: Request, exc: HandshakeError) -> None:
     log.info("refused a WebSocket handshake from %s: %s", proto.addr, exc)
     proto.write(reject_response(exc))
     proto.finished(request, exc.status, 0, False)
@@ -369,12 +357,12 @@ async def _run_async_handler(settings: WSSettings, websocket: AsyncWebSocket) ->
     await websocket.finish(run.failed)
 
 
-async def _run_sync_handler(
-    proto: HTTPProtocol, settings: WSSettings, websocket: AsyncWebSocket
-) -> None:
+async def _run_sync_handler(proto: WSHost, settings: WSSettings, websocket: AsyncWebSocket) -> None:
     """A sync handler on the model's thread pool, through the sync API."""
+    link = LoopLink(websocket, proto.loop)
+    sync = WebSocket(link, websocket.path, websocket.request_headers, websocket.remote_address)
     with HandlerRun(websocket.path) as run:
-        await proto.runtime.run_sync(settings.call, ThreadedWebSocket(websocket, proto.loop))
+        await proto.runtime.run_sync(settings.call, sync)
     await websocket.finish(run.failed)
 
 
@@ -384,7 +372,7 @@ async def _run_sync_handler(
 class ASGIWebSocketCycle:
     """One ASGI ``websocket`` scope: ``receive`` and ``send`` on the loop thread."""
 
-    def __init__(self, proto: HTTPProtocol, request: Request) -> None:
+    def __init__(self, proto: WSHost, request: Request) -> None:
         self.proto = proto
         self.request = request
         self.state = ASGIWebSocketState(offered_subprotocols(request))
@@ -411,7 +399,7 @@ class ASGIWebSocketCycle:
             return {"type": "websocket.connect"}
         while self.websocket is None:
             if self.proto.lost or state.closed:
-                return disconnect_message(1006)
+                return disconnect_message(*LOST)
             await self.proto.wait()
         try:
             return receive_message(await self.websocket.recv())
