@@ -230,21 +230,28 @@ print("stopped", flush=True)
 """
 
 
-def test_sigterm_while_the_main_thread_holds_the_connections_lock(tmp_path: Path) -> None:
-    script = tmp_path / "locked.py"
-    script.write_text(LOCKED_SIGTERM.format(here=str(Path(__file__).parent)))
+def run_script(path: Path, text: str, hung: str) -> list[str]:
+    """Run ``text`` as a Python script (with the tests' path); its output lines once it
+    exits with status 0, or fail with ``hung`` and its output if it runs past 20 s."""
+    path.write_text(text)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+        [sys.executable, str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
     )
     try:
         out, _ = proc.communicate(timeout=scaled(20))
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
-        raise AssertionError("the worker deadlocked on its own signal:\n" + out.decode()) from None
+        raise AssertionError(f"{hung}:\n{out.decode()}") from None
     assert proc.returncode == 0, out.decode()
-    assert out.decode().splitlines()[-2:] == ["handler ran with the lock held", "stopped"]
+    return out.decode().splitlines()
+
+
+def test_sigterm_while_the_main_thread_holds_the_connections_lock(tmp_path: Path) -> None:
+    script = LOCKED_SIGTERM.format(here=str(Path(__file__).parent))
+    lines = run_script(tmp_path / "locked.py", script, "the worker deadlocked on its own signal")
+    assert lines[-2:] == ["handler ran with the lock held", "stopped"]
 
 
 SIGNAL_ON_ANOTHER_THREAD = """
@@ -281,21 +288,8 @@ def test_a_signal_delivered_to_another_thread_stops_the_server(
     tmp_path: Path, model: str, worker: bool
 ) -> None:
     watcher = "threadloom-worker-signals" if worker else "threadloom-signals"
-    script = tmp_path / "elsewhere.py"
-    script.write_text(
-        SIGNAL_ON_ANOTHER_THREAD.format(
-            here=str(Path(__file__).parent), model=model, watcher=watcher, worker=worker
-        )
+    script = SIGNAL_ON_ANOTHER_THREAD.format(
+        here=str(Path(__file__).parent), model=model, watcher=watcher, worker=worker
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
-    )
-    try:
-        out, _ = proc.communicate(timeout=scaled(20))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        raise AssertionError("SIGTERM on another thread was ignored:\n" + out.decode()) from None
-    assert proc.returncode == 0, out.decode()
-    assert out.decode().splitlines()[-1] == "stopped"
+    lines = run_script(tmp_path / "elsewhere.py", script, "SIGTERM on another thread was ignored")
+    assert lines[-1] == "stopped"
