@@ -372,8 +372,9 @@ core_start_response(ExchangeCore *self, PyObject *const *args, Py_ssize_t nargs,
 }
 
 /*
- * send_whole(body): render the whole response with the HTTP core's render_whole and send it
- * through the sink; when render_whole declines (or there is no status line), _send_whole.
+ * send_whole(body): render the whole response with the HTTP core's render_whole, which also
+ * says whether the connection is kept after it, and send it through the sink; when
+ * render_whole declines (or there is no status line), _send_whole.
  */
 static PyObject *
 core_send_whole(ExchangeCore *self, PyObject *body)
@@ -389,11 +390,16 @@ core_send_whole(ExchangeCore *self, PyObject *body)
         Py_DECREF(data);
         return delegate((PyObject *)self, s_send_whole, &body, 1);
     }
-    PyObject *keep_alive = PyObject_GetAttr(self->request, a_keep_alive);
-    if (keep_alive == NULL) {
-        Py_DECREF(data);
+    PyObject *whole = data; /* (data, keep-alive after it), as response.py's _AFTER_WHOLE says */
+    if (!PyTuple_CheckExact(whole) || PyTuple_GET_SIZE(whole) != 2 ||
+        !PyBytes_CheckExact(PyTuple_GET_ITEM(whole, 0))) {
+        Py_DECREF(whole);
+        PyErr_SetString(PyExc_TypeError, "render_whole returns (bytes, keep_alive) or None");
         return NULL;
     }
+    data = Py_NewRef(PyTuple_GET_ITEM(whole, 0));
+    PyObject *keep_alive = Py_NewRef(PyTuple_GET_ITEM(whole, 1));
+    Py_DECREF(whole);
     int alive = PyObject_IsTrue(self->keep_alive);
     if (alive < 0) {
         Py_DECREF(data);
