@@ -3,13 +3,17 @@
 ``_speedups.c`` keeps none of Python's rules: ``connection.py`` and ``response.py`` hand over
 their tables at import, and the C code declines what they say Python decides. These tests
 check that what C holds is Python's, that a change to a table changes what C does, and
-that the extension keeps its state per module (PEP 489).
+that both extensions keep their state per module (PEP 489). The rest are the faults a
+reading of the C found, each shown on the old build: a crash, non-canonical strings, a leak.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -17,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from threadloom.interfaces import wsgi
+from threadloom.interfaces.wsgi import WSGIRunner
 from threadloom.protocols.http1 import connection, response, speedups
 from threadloom.protocols.http1.request import Request
 
@@ -191,3 +197,132 @@ def test_each_module_instance_has_its_own_state() -> None:
     line = response.status_line(200, None)
     assert other.render_whole(plain_request(), 200, line, [], b"") is None
     assert parse(CLEAN) is not None  # the one in use is untouched
+    environs = fresh_instance("threadloom.interfaces._wsgi")
+    assert environs.ExchangeCore is not wsgi._c_core
+    with pytest.raises(RuntimeError, match="bind_environ"):
+        environs.environ({}, plain_request(), None, None)
+
+
+# -- what a reading of the C found ------------------------------------------------------------
+
+RUN_APP = """
+import sys
+from threadloom.interfaces.wsgi import WSGIRunner
+from threadloom.protocols.http1 import Request
+
+class Sink:
+    can_sendfile = False
+    data = b""
+    def send(self, data):
+        self.data += data
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    del start_response.__self__.{member}
+    return [b"hi"]
+
+runner = WSGIRunner(app, server_name="h", server_port="80", url_scheme="http", multithread=True)
+request = Request()
+request.method, request.keep_alive = "GET", True
+sink = Sink()
+try:
+    outcome = runner.run(request, None, sink, ("127.0.0.1", 1))
+    print(outcome.status, outcome.keep_alive, sink.data.split(b"\\r\\n")[0])
+except Exception as exc:
+    print("raised", type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.parametrize("member", ["headers", "line", "status", "sink", "sent", "keep_alive"])
+def test_deleting_an_exchange_member_does_not_crash(member: str) -> None:
+    """An app can reach the exchange (``start_response.__self__``) and delete its state; the
+    old T_OBJECT members let that NULL reach C (a crash). Now it answers as pure Python."""
+    code = RUN_APP.format(member=member)
+    runs = {}
+    for pure in ("", "1"):
+        env = {**os.environ, "THREADLOOM_PURE_PYTHON": pure}
+        argv = [sys.executable, "-c", code]
+        run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert run.returncode == 0, (pure, run.returncode, run.stderr[-2000:])
+        runs[pure] = run.stdout
+    assert runs[""] == runs["1"]
+    assert runs[""].strip()
+
+
+def test_environ_keys_are_canonical_strings() -> None:
+    """The old C built keys with PyUnicode_New(n, 255): ``'HTTP_X_FOO'.isascii()`` was False
+    on the C path only, which ``==`` cannot see. Compare type, isascii() and value."""
+    runner = WSGIRunner(lambda e, s: [], server_name="h", server_port="80", url_scheme="http",
+                        multithread=True)  # fmt: skip
+    request = plain_request()
+    request.path, request.query, request.target = b"/a", b"q", b"/a?q"
+    names = [b"x-canonical-probe", b"accept", b"x-z"]
+    request.headers = [(name, b"v") for name in names]
+
+    def describe(env: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return sorted(
+            (type(k), k.isascii(), k, type(v), v.isascii() if isinstance(v, str) else None)
+            for k, v in env.items()
+            if k != "wsgi.input"
+            for v in [env[k]]
+            if not callable(v) and not hasattr(v, "write")
+        )
+
+    saved = dict(wsgi._ENV_KEYS)
+    try:
+        for name in names:  # C makes these keys first
+            wsgi._ENV_KEYS.pop(name, None)
+        fast = runner.environ(request, None, ("127.0.0.1", 1))
+        wsgi._ENV_KEYS.clear()
+        wsgi._ENV_KEYS.update(saved)
+        for name in names:
+            wsgi._ENV_KEYS.pop(name, None)
+        slow = runner.environ_py(request, None, ("127.0.0.1", 1))
+    finally:
+        wsgi._ENV_KEYS.clear()
+        wsgi._ENV_KEYS.update(saved)
+    assert "HTTP_X_CANONICAL_PROBE" in fast
+    assert describe(fast) == describe(slow)
+    assert all(key.isascii() for key in fast if key.startswith("HTTP_"))
+
+
+LEAK_PROBE = """
+import sys
+import _testcapi
+from threadloom.interfaces.wsgi import WSGIRunner
+from threadloom.protocols.http1 import Request
+
+runner = WSGIRunner(lambda e, s: [], server_name="h", server_port="80", url_scheme="http",
+                    multithread=True)
+request = Request()
+request.method, request.path, request.query = "GET", b"/a%20b", b"q=1"
+request.target, request.http_version = b"/a%20b?q=1", "1.1"
+request.headers = [(b"host", b"a"), (b"x-a", b"b")]
+protocol = runner.environ(request, None, None)["SERVER_PROTOCOL"]
+assert protocol is sys.intern("HTTP/1.1")  # the C path's interned value
+failures = 0
+before = sys.getrefcount(protocol)
+for start in range(80):  # each allocation in turn fails once
+    _testcapi.set_nomemory(start, start + 1)
+    try:
+        runner.environ(request, None, ("10.0.0.1", 5))
+    except MemoryError:
+        failures += 1
+    finally:
+        _testcapi.remove_mem_hooks()
+print(failures, sys.getrefcount(protocol) - before)
+"""
+
+
+def test_environ_releases_everything_when_it_fails() -> None:
+    """The old environ leaked SERVER_PROTOCOL's reference on each failure before storing it
+    (and called the C API with MemoryError set after RAW_URI failed). Each allocation in
+    turn fails once: the failures leave no reference behind."""
+    if importlib.util.find_spec("_testcapi") is None:
+        pytest.skip("this Python has no _testcapi (set_nomemory)")
+    argv = [sys.executable, "-c", textwrap.dedent(LEAK_PROBE)]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    failures, leaked = map(int, run.stdout.split())
+    assert failures > 3  # the probe did reach the failure paths
+    assert leaked == 0
