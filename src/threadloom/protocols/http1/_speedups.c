@@ -18,9 +18,10 @@
  * kinds it passes through, the statuses without a body, the Server value and the Connection
  * line and keep-alive after a whole response (bind_response). Until both are bound each
  * function declines, and a field Python watches or a kind it treats specially is declined by
- * construction: a rule added in Python cannot be skipped here. What stays in C is llhttp's
- * grammar for the request line and fields (the bytes it accepts, and Connection, from which
- * it derives keep-alive), which Python does not own.
+ * construction (bar the plain case of two watched fields: a first Host, and a Content-Length
+ * of digits within max_body): a rule added in Python cannot be skipped here. What stays in
+ * C is llhttp's grammar for the request line and fields (the bytes it accepts, and
+ * Connection, from which it derives keep-alive), which Python does not own.
  *
  * Multi-phase init (PEP 489): all of it lives in the module's state, none in static globals
  * but the constant character tables of llhttp's grammar.
@@ -34,8 +35,8 @@
 #include <string.h>
 #include <time.h>
 
-/* The request bytes llhttp's grammar accepts that the fast path accepts too (constant, filled
-   once by the first module_exec; the response side's come from response.py instead). */
+/* The request bytes llhttp's grammar accepts that the fast path accepts too (constant: each
+   module_exec writes the same bytes; the response side's come from response.py instead). */
 /* RFC 9110 tchar: field names. */
 static unsigned char is_tchar[256];
 /* Request-target bytes we accept on the fast path: RFC 3986 pchar, "/" and "?" (no "#",
