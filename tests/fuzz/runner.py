@@ -5,7 +5,9 @@
     python tests/fuzz/runner.py http1 --export CORPUS      # write the seeds into CORPUS
     python tests/fuzz/runner.py http1 --atheris -max_total_time=600 -max_len=4096 CORPUS
 
-Targets: ``http1`` (tests/fuzz/http1_target.py) and ``ws`` (tests/fuzz/ws_target.py). With
+Targets: ``http1`` (tests/fuzz/http1_target.py), ``http1c`` (the C request parser against
+the Python path, tests/fuzz/http1c_target.py; ``make asan`` runs it under AddressSanitizer)
+and ``ws`` (tests/fuzz/ws_target.py). With
 ``--atheris`` the other arguments are libFuzzer's (``-runs``, ``-max_total_time``,
 ``-max_len``, a corpus directory it grows and starts from, a crash file to reproduce);
 only threadloom and the target are instrumented, so start-up takes a second, not a minute.
@@ -22,7 +24,11 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
-TARGETS = {"http1": "tests.fuzz.http1_target", "ws": "tests.fuzz.ws_target"}
+TARGETS = {
+    "http1": "tests.fuzz.http1_target",
+    "http1c": "tests.fuzz.http1c_target",
+    "ws": "tests.fuzz.ws_target",
+}
 
 
 def replay(paths: list[str], target: ModuleType) -> int:

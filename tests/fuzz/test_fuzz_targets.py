@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REQUIRE_TOOLS
-from tests.fuzz import http1_target, ws_target
+from tests.fuzz import http1_target, http1c_target, ws_target
 from tests.fuzz.runner import export
 
-TARGETS = {"http1": http1_target, "ws": ws_target}
+TARGETS = {"http1": http1_target, "http1c": http1c_target, "ws": ws_target}
 
 HERE = Path(__file__).parent
 #: Seconds of coverage-guided fuzzing per target in CI.
 SHORT_RUN_S = 2
 
 
-@pytest.mark.parametrize("target", [http1_target, ws_target], ids=["http1", "ws"])
+@pytest.mark.parametrize("target", list(TARGETS.values()), ids=list(TARGETS))
 def test_seeds_replay_cleanly(target: object) -> None:
     seeds = target.seeds()  # type: ignore[attr-defined]
     assert len(seeds) >= 40
@@ -32,7 +32,7 @@ def test_seeds_replay_cleanly(target: object) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["http1", "ws"])
+@pytest.mark.parametrize("name", list(TARGETS))
 def test_short_atheris_run(name: str, tmp_path: Path) -> None:
     if importlib.util.find_spec("atheris") is None:
         message = "atheris is not installed (pip install atheris; Linux x86-64 wheels)"

@@ -1,8 +1,10 @@
+from collections.abc import Callable
 from typing import Any
 
 def environ(
-    template: dict[str, Any], request: Any, body: Any, client: Any, keys: dict[bytes, str], /
+    template: dict[str, Any], request: Any, body: Any, client: Any, /
 ) -> dict[str, Any]: ...
+def bind_environ(keys: dict[bytes, str], key_of: Callable[[bytes], str], /) -> None: ...
 def bind_exchange(
     statuses: dict[str, tuple[int, str, bytes | None]], render_whole: Any, join_max: int, /
 ) -> None: ...

@@ -150,7 +150,7 @@ class WSGIRunner:
     def environ(self, request: Request, body: BinaryIO | Any, client: Any) -> dict[str, Any]:
         """The PEP 3333 environ for ``request`` (header names with ``_`` are dropped)."""
         if _c_environ is not None:  # the same, in C (interfaces/_wsgi.c)
-            return _c_environ(self.template, request, body, client, _ENV_KEYS)
+            return _c_environ(self.template, request, body, client)
         return self.environ_py(request, body, client)
 
     def environ_py(self, request: Request, body: BinaryIO | Any, client: Any) -> dict[str, Any]:
@@ -191,7 +191,7 @@ class WSGIRunner:
         response carries it as ``X-Request-ID`` unless the app set that header itself.
         """
         if _c_environ is not None:
-            env = _c_environ(self.template, request, body, client, _ENV_KEYS)
+            env = _c_environ(self.template, request, body, client)
         else:
             env = self.environ_py(request, body, client)
         remote = None
@@ -261,11 +261,18 @@ _ENV_KEYS_MAX = 1024
 
 
 def _env_key(name: bytes) -> str:
-    """``HTTP_`` + the name upper-cased with ``-`` as ``_``; "" for a name with ``_``."""
+    """``HTTP_`` + the name upper-cased with ``-`` as ``_``; "" for a name with ``_``.
+
+    The C environ calls this too, for each name its cache lacks: the rule lives here only.
+    """
     key = "" if b"_" in name else "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
     if len(_ENV_KEYS) < _ENV_KEYS_MAX:
         _ENV_KEYS[name] = key
     return key
+
+
+if _c_environ is not None:  # the C environ reads the same cache and calls _env_key on a miss
+    _wsgi.bind_environ(_ENV_KEYS, _env_key)
 
 
 #: "200 OK" -> (200, "OK", b"HTTP/1.1 200 OK\r\n"): apps send a handful of distinct status

@@ -65,7 +65,7 @@ import httptools
 from threadloom.errors import RemoteProtocolError
 from threadloom.protocols.http1.limits import HTTPLimits
 from threadloom.protocols.http1.request import Request, RequestBody
-from threadloom.protocols.http1.speedups import parse_request
+from threadloom.protocols.http1.speedups import bind_request, parse_request
 
 #: Trailer fields that could change how the message is framed, routed or handled (RFC 9110
 #: 6.5.1); llhttp itself only refuses Content-Length and Transfer-Encoding there.
@@ -87,8 +87,11 @@ FORBIDDEN_TRAILERS = frozenset(
         b"cookie",
     }
 )
-#: The only header fields on_header looks at beyond storing them.
+#: The only header fields on_header looks at beyond storing them. The C parser gets this set
+#: at import and leaves any field named in it to llhttp and ``_watch``, bar the plain case of
+#: the two it knows (a first ``host``, a ``content-length`` of digits within the limit).
 _WATCHED = frozenset({b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"})
+bind_request(_WATCHED)
 _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 DEFAULT_LIMITS = HTTPLimits()
 

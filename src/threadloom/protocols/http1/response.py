@@ -29,7 +29,9 @@ happen whatever the app sends. The checks are ``bytes.translate`` calls (linear,
 and a validated ``(name, value)`` pair is remembered in a bounded cache, so the constant
 headers an app sends on every response are checked and formatted once per process. When the
 optional C extension is built, ``scan_headers`` does the common case (plain fields, no
-``Connection`` or ``Transfer-Encoding``) in one call and leaves anything else to this code.
+``Connection`` or ``Transfer-Encoding``) in one call and leaves anything else to this code;
+it knows which fields those are, the ``Server`` value and the Connection rule only from the
+tables this module hands it at import (``bind_response``, at the end).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from http import HTTPStatus
 from threadloom.errors import LocalProtocolError
 from threadloom.protocols.http1.dates import DEFAULT_DATES
 from threadloom.protocols.http1.request import Request
-from threadloom.protocols.http1.speedups import render_whole, scan_headers
+from threadloom.protocols.http1.speedups import bind_response, render_whole, scan_headers
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -49,7 +51,7 @@ _TCHAR = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr
 _VALUE_OK = bytes(b for b in range(256) if b >= 0x20 and b != 0x7F) + b"\t"
 _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 _NO_BODY_STATUS = frozenset({204, 304})
-#: The Server field (the C fast path writes the same value).
+#: The Server field (handed to the C fast path below, which writes it only when it is this).
 SERVER = b"threadloom"
 
 # What a header field means to the framing; any other name is _PLAIN.
@@ -61,6 +63,9 @@ _KINDS = {
     b"connection": _CONNECTION,
     b"transfer-encoding": _DROPPED,
 }
+#: The kinds _scan_headers sends as the app gave them, only noting them in ``seen``.
+_NOTED = frozenset({_DATE, _SERVER})
+#: The fields _finish_head adds itself unless the app gave them.
 _DATE_OR_SERVER = 1 << _DATE | 1 << _SERVER
 _CACHE_MAX = 2048
 _CACHE_VALUE_MAX = 200
@@ -257,7 +262,7 @@ def full_response(
     if render_whole is not None and request is not None and not close and server_header == SERVER:
         whole = render_whole(request, status, status_line(status, reason), headers, body)
         if whole is not None:  # None: not the plain case, which the code below decides
-            return whole, request.keep_alive
+            return whole  # keep-alive after it as _after_whole says (from _AFTER_WHOLE)
     head, body, keep_alive = full_response_parts(
         request, status, headers, body, reason=reason, server_header=server_header, close=close
     )
@@ -289,7 +294,8 @@ def full_response_parts(
     if head_only:
         body = b""
     http10 = request is None or request.http_version == "1.0"
-    head = _finish_head(lines, seen, server_header, status, _connection_field(keep_alive, http10))
+    connection, keep_alive = _after_whole(keep_alive, http10)
+    head = _finish_head(lines, seen, server_header, status, connection)
     return head, body, keep_alive
 
 
@@ -297,6 +303,17 @@ def _connection_field(keep_alive: bool, http10: bool) -> bytes:
     if not keep_alive:
         return b"Connection: close\r\n"
     return b"Connection: keep-alive\r\n" if http10 else b""
+
+
+def _after_whole(keep_alive: bool, http10: bool) -> tuple[bytes, bool]:
+    """A whole response's Connection line, and whether the connection is kept after it
+    (``keep_alive``: what the request and the app allow). The C path reads the same answers
+    from ``_AFTER_WHOLE``."""
+    return _connection_field(keep_alive, http10), keep_alive
+
+
+#: ``_after_whole(keep_alive, http10)`` at index ``2 * keep_alive + http10``.
+_AFTER_WHOLE = tuple(_after_whole(bool(i & 2), bool(i & 1)) for i in range(4))
 
 
 def error_response(status: int, message: str = "") -> bytes:
@@ -308,8 +325,24 @@ def error_response(status: int, message: str = "") -> bytes:
         (
             status_line(status, None),
             b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n" % len(text),
-            b"Date: %s\r\nServer: threadloom\r\n%sConnection: close\r\n\r\n"
-            % (DEFAULT_DATES.header_value(), extra),
+            b"Date: %s\r\nServer: %s\r\n%sConnection: close\r\n\r\n"
+            % (DEFAULT_DATES.header_value(), SERVER, extra),
             text,
         )
     )
+
+
+# The C fast path takes its tables from here (it declines every call until it has them): a
+# kind it does not know to pass through, a status without a body, another Server value or
+# another Connection rule then changes what C does by construction.
+bind_response(
+    tchar=_TCHAR,
+    value_ok=_VALUE_OK,
+    kinds=_KINDS,
+    length=_LENGTH,
+    noted=_NOTED,
+    own=_DATE_OR_SERVER,
+    no_body=_NO_BODY_STATUS,
+    server=SERVER,
+    after_whole=_AFTER_WHOLE,
+)
