@@ -1,12 +1,15 @@
-"""Replay tests/corpus/http1 against ServerConnection: whole, and one byte at a time."""
+"""Replay tests/corpus/http1 against ServerConnection: whole, and one byte at a time; each
+valid case through the C parser and the pure-Python one, against its written expectation."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from tests.corpus.http1.loader import load_cases
+from tests.corpus.http1.loader import ROOT, Parsed, expected_parse, load_cases
 from threadloom.errors import RemoteProtocolError
-from threadloom.protocols.http1 import Request, ServerConnection
+from threadloom.protocols.http1 import Request, ServerConnection, connection
 
 INVALID = load_cases("invalid")
 VALID = load_cases("valid")
@@ -32,6 +35,34 @@ def summary(request: Request) -> tuple[object, ...]:
 def test_corpus_is_there() -> None:
     assert len(INVALID) >= 90
     assert len(VALID) >= 20
+    written = sorted(p.name.removesuffix(".parse.toml") for p in ROOT.glob("*/*.parse.toml"))
+    assert written == [name for name, _, _ in VALID]  # one per valid case, none elsewhere
+
+
+@pytest.fixture(params=["c", "python"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Parse with the C fast path in front of llhttp (as by default), or llhttp alone."""
+    if request.param == "python":
+        monkeypatch.setattr(connection, "parse_request", None)
+    elif connection.parse_request is None:
+        pure = os.environ.get("THREADLOOM_PURE_PYTHON", "") in ("1", "true", "yes")
+        if os.environ.get("THREADLOOM_REQUIRE_TOOLS") == "1" and not pure:
+            pytest.fail("the C extension is not built and THREADLOOM_REQUIRE_TOOLS=1")
+        pytest.skip("the C parser is off (THREADLOOM_PURE_PYTHON=1 or not built)")
+    return str(request.param)
+
+
+@pytest.mark.parametrize(("name", "raw", "status"), VALID, ids=[c[0] for c in VALID])
+def test_valid_parsed_as_written(parser: str, name: str, raw: bytes, status: None) -> None:
+    """Not only the same either way (test_speedups): what NAME.parse.toml says, from the RFC."""
+    expected, trailing_data = expected_parse(name)
+    conn = feed(raw)
+    parsed = [
+        Parsed(r.method, r.target, r.http_version, r.headers, b"".join(r.body.chunks))
+        for r in conn.requests
+    ]
+    assert parsed == expected
+    assert conn.trailing_data == trailing_data
 
 
 @pytest.mark.parametrize(("name", "raw", "status"), INVALID, ids=[c[0] for c in INVALID])
