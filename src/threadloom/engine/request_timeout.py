@@ -55,8 +55,10 @@ class Deadline:
 
     __slots__ = ("_lock", "at", "began", "on_expire", "state", "thread")
 
-    def __init__(self, seconds: float, on_expire: Callable[[Deadline], None]) -> None:
-        self.began = time.monotonic()
+    def __init__(
+        self, seconds: float, on_expire: Callable[[Deadline], None], now: float | None = None
+    ) -> None:
+        self.began = time.monotonic() if now is None else now  # (tests pass a fake clock)
         self.at = self.began + seconds
         self.on_expire = on_expire
         self.state = RUNNING
