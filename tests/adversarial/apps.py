@@ -194,6 +194,22 @@ async def ws_flood_async(ws: Any) -> None:
         await ws.send(_BLOCK)
 
 
+def ws_trickle(ws: Any) -> None:
+    """Sends small messages for as long as it may: each send waits a little for a slow peer."""
+    ws.recv()
+    while True:
+        ws.send(_LINE)
+
+
+async def ws_trickle_async(ws: Any) -> None:
+    await ws.recv()
+    while True:
+        await ws.send(_LINE)
+
+
+_LINE = b"x" * 100
+
+
 def ws_listen(ws: Any) -> None:
     """Only listens (a chat client's reader): ends when the peer or the server closes."""
     for _ in ws:

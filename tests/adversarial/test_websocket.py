@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 
@@ -147,6 +148,61 @@ def test_peer_that_never_reads_bounded_buffer_and_write_timeout(model: str, hand
         finally:
             for sock in socks:
                 sock.close()
+
+
+class Dribblers:
+    """WebSocket peers with a 4 KiB window that read 2 KiB a second each, on one thread."""
+
+    def __init__(self, address: tuple[str, int], count: int) -> None:
+        self.socks = []
+        for _ in range(count):
+            sock = wsraw.handshake(address)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(wsraw.frame(0x1, b"go"))
+            sock.setblocking(False)
+            self.socks.append(sock)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._dribble, name="test-ws-dribblers")
+        self._thread.start()
+
+    def _dribble(self) -> None:
+        while not self._stop.wait(1.0):
+            for sock in self.socks:
+                try:
+                    sock.recv(2048)
+                except OSError:
+                    pass  # (nothing yet, or dropped: the test watches the server's fds)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for sock in self.socks:
+            sock.close()
+
+
+TRICKLERS = [(m, "ws_trickle") for m in MODELS] + [("asyncio", "ws_trickle_async")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "handler"), TRICKLERS, ids=[f"{m}-{h}" for m, h in TRICKLERS])
+def test_peer_that_reads_a_little_now_and_then_is_dropped(model: str, handler: str) -> None:
+    """A peer that takes 2 KiB a second lets each small send through within the stall
+    bound, so that bound alone never ends it: --min-send-rate does, after the grace."""
+    rate = ("--timeout-io", "3", "--min-send-rate", "4096")
+    with ServerProcess(f"tests.adversarial.apps:{handler}", model, *rate) as server:
+        warm = wsraw.handshake(server.address)  # the first sync handler sets up the pool
+        warm.sendall(wsraw.frame(0x1, b"go"))
+        assert wsraw.read_frame(warm)[0] == 0x2
+        warm.close()
+        time.sleep(0.3)
+        fds, peak = server.fds(), server.peak_kib()
+        dribblers = Dribblers(server.address, 1 if model == "single" else 5)
+        try:
+            wait_until(lambda: server.fds() <= fds, 30, "the dribbling readers to be dropped")
+            assert _grown_mib(server, peak) < 32
+            assert "Traceback" not in server.stderr
+        finally:
+            dribblers.stop()
 
 
 CLOSERS = [(m, apps.ws_close_at_once) for m in MODELS] + [("asyncio", apps.ws_close_at_once_async)]

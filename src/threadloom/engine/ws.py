@@ -18,8 +18,11 @@ over the event loop (``engine/ws_aio.py``, ``LoopLink``) under asyncio.
 Threads: the handler's thread is the only reader. Any thread may ``send`` (a chat handler
 broadcasts to other connections): every call that makes bytes with the session and writes
 them holds one lock, because compressed frames must reach the wire in the order their
-shared deflate context produced them. Sends block while the peer does not read, at most
-``timeout_io`` seconds, so a slow peer costs a bounded buffer, never an unbounded one.
+shared deflate context produced them. Sends block while the peer does not read, under the
+slow-read rule of HTTP responses (:class:`~threadloom.engine.outbox.SendBudget`: after
+``--timeout-io`` of grace a peer that keeps the sender waiting must take ``--min-send-rate``
+bytes a second), so a slow peer costs a bounded buffer and a bounded wait: one that reads
+a few bytes now and then no longer holds the conversation for ever.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from typing import Any, Protocol
 
 from threadloom.config import Config
 from threadloom.engine import ws_session
-from threadloom.engine.sockio import send_all, wait_readable
+from threadloom.engine.outbox import SendBudget
+from threadloom.engine.sockio import wait_readable, wait_writable
 from threadloom.engine.ws_session import LOST, STALLED, WSSession
 from threadloom.interfaces.websocket import (
     ConnectionClosed,
@@ -68,6 +72,7 @@ class WSSettings:
         self.ping_interval = config.ws_ping_interval
         self.deflate = config.ws_per_message_deflate
         self.timeout_io = config.timeout_io
+        self.min_send_rate = config.min_send_rate
         self.close_timeout = ws_session.CLOSE_TIMEOUT
         self._live: set[Any] = set()
         self._live_lock = threading.Lock()
@@ -232,6 +237,8 @@ class BlockingLink:
         self._sock = sock
         self._settings = settings
         self._lock = threading.Lock()
+        self._budget = SendBudget(settings.timeout_io, settings.min_send_rate)
+        self._behind = False  # the last send had to wait for the peer
         self._session = WSSession(
             conn, time.monotonic(), settings.ping_interval, settings.close_timeout
         )
@@ -306,12 +313,42 @@ class BlockingLink:
             data = b""
         self.feed(data)
 
+    def _send_all(self, data: bytes) -> None:
+        """Send all of ``data``, waiting while the peer takes nothing; TimeoutError once it
+        is too slow (:class:`SendBudget`, counted across sends while each has to wait)."""
+        sock, budget = self._sock, self._budget
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            self._behind = False  # the peer keeps up
+            return
+        now = time.monotonic()
+        if not self._behind:
+            self._behind = True
+            budget.behind(now)
+        budget.took(sent, now)
+        view = memoryview(data)[sent:]
+        while view:
+            left = budget.deadline() - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the peer reads too slowly (--min-send-rate)")
+            if not wait_writable(sock, left):
+                continue
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                continue
+            budget.took(sent, time.monotonic())
+            view = view[sent:]
+
     def _write(self, data: bytes, quiet: bool = False) -> None:
         """Write under the lock; a peer that is gone or stalled ends the conversation."""
         if not data:
             return
         try:
-            send_all(self._sock, data, self._settings.timeout_io)
+            self._send_all(data)
         except OSError as exc:  # TimeoutError is an OSError too
             ended = self._session.lost(STALLED if isinstance(exc, TimeoutError) else LOST)
             if not quiet:
