@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml setup.py Makefile src/threadloom/protocols/http1/_speed
 	touch $(STAMP)
 
 run: $(STAMP)
-	@echo "threadloom demo: open http://127.0.0.1:8000/ in a browser (the tutorial's TCP hello: printf hi | nc 127.0.0.1 8001)"
+	@echo "threadloom demo: open http://127.0.0.1:8000/ in a browser; the tutorial's TCP hello is on 127.0.0.1:8001 (README.md shows how to talk to it)"
 	$(BIN)/threadloom
 
 lint: $(STAMP)
