@@ -9,10 +9,11 @@ is :mod:`threadloom.engine.http1_core`'s. The session adds what only a blocking 
 
 * ``feed`` runs wherever the model reads (the pool's I/O thread, or the connection's own
   thread); the core says READ, SERVE or CLOSE (after a refusal, sent here).
-* ``serve`` runs on a thread that may block: it runs every ready exchange in order
-  (pipelining), reading further body bytes from the socket on demand through
-  ``wsgi.input``, and answers READ (keep-alive), WRITE (the response waits for a slow
-  reader: the owner sends it, :mod:`threadloom.engine.outbox`) or CLOSE.
+* ``serve`` runs one exchange on a thread that may block, reading further body bytes from
+  the socket on demand through ``wsgi.input``, and answers SERVE (the next pipelined
+  request is ready), READ (keep-alive), WRITE (the response waits for a slow reader: the
+  owner sends it, and serves the next request once it is out; :mod:`threadloom.engine.outbox`)
+  or CLOSE.
 * ``--timeout-request`` runs the app under the shared watchdog thread.
 """
 
@@ -71,7 +72,7 @@ class HTTPSession:
         return want
 
     def serve(self) -> Want:
-        want = self._serve_ready()
+        want = self._serve_exchange()
         if want is CLOSE:
             self._send_quietly(self.core.take_refusal())
         if self.outbox.waiting:
@@ -114,20 +115,15 @@ class HTTPSession:
 
     # -- serving -----------------------------------------------------------------------------
 
-    def _serve_ready(self) -> Want:
-        """Run the exchanges the core has ready, in order, on this (blocking) thread."""
+    def _serve_exchange(self) -> Want:
+        """Run one exchange (the next request, in order) on this thread that may block.
+        The want after it may be SERVE again (a pipelined request is ready): the model
+        then runs that one as a new unit of work (``pool`` queues it behind the others)."""
         core = self.core
-        want = SERVE
-        while want is SERVE:
-            if self.outbox.waiting:
-                return SERVE  # one whole response waits at most: the next once it is sent
-            request = core.begin()
-            route = core.route(request)
-            if route is Route.WEBSOCKET:
-                want = self._serve_websocket(request)
-            else:
-                want = self._serve_wsgi(request)
-        return want
+        request = core.begin()
+        if core.route(request) is Route.WEBSOCKET:
+            return self._serve_websocket(request)
+        return self._serve_wsgi(request)
 
     def _serve_wsgi(self, request: Request) -> Want:
         runner = self.settings.runner
