@@ -169,6 +169,12 @@ class Config:
     ws_per_message_deflate: bool = setting(
         True, "offer WebSocket permessage-deflate compression (RFC 7692)"
     )
+    static: tuple[str, ...] = setting(
+        (),
+        "serve the files of DIR under /PREFIX before the app: /PREFIX=DIR (repeatable); "
+        "ranges, ETag/304, precompressed .br/.gz siblings, nothing outside DIR",
+        repeatable=True,
+    )
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed, validated again."""
@@ -209,7 +215,21 @@ class Config:
             raise ConfigError("--keyfile, --ssl-ciphers and --ca-certs need --certfile")
         if not self.bind:
             raise ConfigError("--bind needs at least one address")
+        for mount in self.static:
+            static_mount(mount)
         return self
+
+
+def static_mount(text: str) -> tuple[bytes, str]:
+    """``--static /PREFIX=DIR`` as (the prefix without a trailing slash, DIR's real path);
+    ConfigError (one line) when it is not that or DIR is not a directory."""
+    prefix, sep, folder = text.partition("=")
+    if not sep or not prefix.startswith("/") or not folder or not prefix.isascii():
+        raise ConfigError(f"--static {text!r}: expected /PREFIX=DIR, such as /static=./public")
+    root = os.path.realpath(folder)
+    if not os.path.isdir(root):
+        raise ConfigError(f"--static {text!r}: {folder} is not a directory")
+    return prefix.rstrip("/").encode("ascii"), root
 
 
 def flag_name(f: dataclasses.Field[Any]) -> str:

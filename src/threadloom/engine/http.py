@@ -31,9 +31,9 @@ from threadloom.engine.http1_core import (
     HTTPSettings,
     Route,
 )
-from threadloom.engine.outbox import STREAM_QUEUE_MAX, Outbox, file_segment
+from threadloom.engine.outbox import STREAM_QUEUE_MAX, FileSegment, Outbox, file_segment
 from threadloom.engine.request_timeout import Deadline, GuardedSink, Watchdog, answer_timeout
-from threadloom.engine.session import CLOSE, READ, SERVE, WRITE, Want
+from threadloom.engine.session import CLOSE, READ, WRITE, Want
 from threadloom.engine.sockio import recv_waiting, reset_on_close
 from threadloom.engine.ws import BlockingLink, handshake, run_sync_handler, upgrade_required
 from threadloom.interfaces.wsgi import Outcome
@@ -121,9 +121,39 @@ class HTTPSession:
         then runs that one as a new unit of work (``pool`` queues it behind the others)."""
         core = self.core
         request = core.begin()
-        if core.route(request) is Route.WEBSOCKET:
-            return self._serve_websocket(request)
-        return self._serve_wsgi(request)
+        route = core.route(request)
+        if route is Route.WSGI:
+            return self._serve_wsgi(request)
+        if route is Route.STATIC:
+            return self._serve_static(request)
+        return self._serve_websocket(request)
+
+    def _serve_static(self, request: Request) -> Want:
+        """A ``--static`` file: its head, then the kernel copies the file from the outbox
+        (which owns the descriptor from here on)."""
+        static = self.settings.static
+        assert static is not None
+        began = time.perf_counter()
+        answer = static.answer(request)
+        segment = None
+        if answer.fd is not None:
+            segment = FileSegment(answer.fd, answer.offset, answer.length)
+        try:
+            self.outbox.send(answer.head)
+            if segment is not None:
+                self.outbox.send_file(segment)
+                segment = None
+        except OSError:
+            return CLOSE  # the client is gone
+        finally:
+            if segment is not None:
+                segment.close()
+        body = request.body
+        keep_alive = answer.keep_alive and body.complete and not body.buffered
+        elapsed = time.perf_counter() - began
+        return self.core.finish(
+            request, answer.status, answer.length, elapsed, keep_alive, time.monotonic()
+        )
 
     def _serve_wsgi(self, request: Request) -> Want:
         runner = self.settings.runner

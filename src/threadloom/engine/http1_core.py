@@ -40,6 +40,7 @@ from threadloom.engine.request_timeout import Watchdog
 from threadloom.engine.session import CLOSE, READ, SERVE, Want
 from threadloom.engine.ws import WSSettings
 from threadloom.errors import RemoteProtocolError
+from threadloom.interfaces.static import StaticFiles
 from threadloom.interfaces.wsgi import WSGIRunner
 from threadloom.protocols.forwarded import TrustedProxies
 from threadloom.protocols.http1 import (
@@ -68,6 +69,7 @@ class Route(enum.Enum):
     ASGI = "asgi"
     ASGI_WEBSOCKET = "asgi-websocket"  # an ASGI app's websocket scope
     WEBSOCKET = "websocket"  # a bare WebSocket handler: its handshake, or a 426
+    STATIC = "static"  # a --static mount's, before the app (interfaces/static.py)
 
 
 def body_wait(settings: HTTPSettings, since: float, received: int, now: float) -> float:
@@ -129,6 +131,8 @@ class HTTPSettings:
         self.timeout_request = config.timeout_request
         self.watchdog = Watchdog(config.timeout_request) if config.timeout_request else None
         self.access_log = AccessLog(config.access_log, config.access_log_format)
+        #: --static mounts, answered before the app (None: none, and no cost per request)
+        self.static = StaticFiles(config.static) if config.static else None
 
 
 class HTTP1Core:
@@ -212,7 +216,7 @@ class HTTP1Core:
         loop, so at once; a sync app gets it once complete, large, or awaited behind
         ``Expect: 100-continue``, so that a slow sender never holds a thread."""
         if self.settings.asgi is not None or self.settings.runner is None:
-            return True
+            return True  # (and a --static request is answered before its body is read)
         body = request.body
         return body.complete or request.expect_continue or body.buffered >= DISPATCH_BODY_BYTES
 
@@ -245,9 +249,12 @@ class HTTP1Core:
         return self.conn.requests.popleft()
 
     def route(self, request: Request) -> Route:
-        """Who answers ``request``: only a request with an Upgrade field can open a
-        WebSocket, and only the last one HTTP parsed (what follows it is WebSocket)."""
+        """Who answers ``request``: a ``--static`` mount before anyone; only a request with
+        an Upgrade field can open a WebSocket, and only the last one HTTP parsed (what
+        follows it is WebSocket)."""
         settings = self.settings
+        if settings.static is not None and settings.static.claims(request):
+            return Route.STATIC
         websocket = request.upgrade is not None and self.is_websocket_upgrade(request)
         if settings.asgi is not None:
             return Route.ASGI_WEBSOCKET if websocket and settings.ws is not None else Route.ASGI

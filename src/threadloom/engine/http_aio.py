@@ -241,11 +241,26 @@ class HTTPProtocol(asyncio.Protocol):
             ASGIWebSocketCycle(self, request).run()
         elif route is Route.WEBSOCKET:
             serve_bare_handler(self, request)
+        elif route is Route.STATIC:
+            self._serve_static(request)
         else:
             if self.settings.timeout_request:
                 self._watch(request)
             future = asyncio.ensure_future(self.runtime.run_sync(self._run_wsgi, request))
             future.add_done_callback(self._wsgi_finished)
+
+    def _serve_static(self, request: Request) -> None:
+        """A ``--static`` file, on the loop: its head, then the file waits in ``pending``
+        and is read a slice at a time as the transport drains (no thread is involved)."""
+        static = self.settings.static
+        assert static is not None
+        answer = static.answer(request)
+        self.write(answer.head)
+        if answer.fd is not None:
+            self._queue_file(FileSegment(answer.fd, answer.offset, answer.length))
+        body = request.body
+        keep_alive = answer.keep_alive and body.complete and not body.buffered
+        self.finished(request, answer.status, answer.length, keep_alive)
 
     def body_wait(self, body: RequestBody) -> float:
         """Seconds more of ``body`` may be waited for (the core's body budget)."""
@@ -388,7 +403,11 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _write_file_reserved(self, segment: FileSegment) -> None:
         with self.lock:
-            self.in_flight -= segment.remaining  # counted again while it waits
+            self.in_flight -= segment.remaining  # _queue_file counts it again
+        self._queue_file(segment)
+
+    def _queue_file(self, segment: FileSegment) -> None:
+        """On the loop: a file's bytes wait behind what waits (closed if the peer left)."""
         if self.lost or self.transport is None or self.transport.is_closing():
             segment.close()
             return
