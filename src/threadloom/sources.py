@@ -46,7 +46,9 @@ class ConfigFile:
     path: Path
     label: str  # how messages and ``threadloom config`` name it: the path as given, + table
     values: Mapping[str, Any]
-    chosen_by: str  # "--config", "THREADLOOM_CONFIG" or "the current folder"
+    chosen_by: (
+        str  # "given by --config", "given by THREADLOOM_CONFIG", "found in the current folder"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +66,9 @@ def find_file(
     """The config file to read: ``given`` (``--config``; ``""`` for ``--no-config``), else
     ``THREADLOOM_CONFIG``, else ``./pyproject.toml`` if it has ``[tool.threadloom]``."""
     if given is None and CONFIG_ENV in environ:
-        given, chosen_by = environ[CONFIG_ENV], CONFIG_ENV
+        given, chosen_by = environ[CONFIG_ENV], f"given by {CONFIG_ENV}"
     else:
-        chosen_by = "--config"
+        chosen_by = "given by --config"
     if given == "":
         return None
     if given is not None:
@@ -75,7 +77,7 @@ def find_file(
     path = (cwd or Path.cwd()) / PYPROJECT
     if not path.is_file():
         return None
-    return read_file(path, PYPROJECT, "the current folder", table_required=False)
+    return read_file(path, PYPROJECT, "found in the current folder", table_required=False)
 
 
 def read_file(path: Path, name: str, chosen_by: str, *, table_required: bool) -> ConfigFile | None:
@@ -216,7 +218,7 @@ def describe(resolved: Resolved) -> str:
     if file is None:
         head = "config file: none"
     else:
-        head = f"config file: {file.label} (chosen by {file.chosen_by}; {file.path.resolve()})"
+        head = f"config file: {file.label} ({file.chosen_by}; {file.path.resolve()})"
     rows = [("setting", "value", "from")]
     for f in dataclasses.fields(Config):
         value = toml_value(getattr(resolved.config, f.name))

@@ -117,7 +117,7 @@ def test_config_prints_each_setting_with_its_source(project: Path) -> None:
     out, err = proc.communicate(timeout=30 * timeout_factor())
     assert proc.returncode == 0, err
     lines = out.splitlines()
-    assert lines[0] == f"config file: conf/site.toml (chosen by --config; {project}/conf/site.toml)"
+    assert lines[0] == f"config file: conf/site.toml (given by --config; {project}/conf/site.toml)"
     rows = [line.split(maxsplit=2) for line in lines[2:]]
     assert rows[0] == ["setting", "value", "from"]
     assert rows[1:4] == [

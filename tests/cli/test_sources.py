@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from threadloom.sources import ConfigFile, check, describe, find_file, read_file
 
 
 def a_file(label: str = "site.toml", **values: Any) -> ConfigFile:
-    return ConfigFile(Path(label), label, values, "--config")
+    return ConfigFile(Path(label), label, values, "given by --config")
 
 
 def write(path: Path, text: str) -> Path:
@@ -141,9 +143,9 @@ def test_the_file_is_flag_then_environment_then_pyproject(tmp_path: Path) -> Non
         file = find_file(given, environ, tmp_path)
         return None if file is None else (file.values["threads"], file.chosen_by)
 
-    assert chosen(str(flag), environ) == (2, "--config")
-    assert chosen(None, environ) == (3, "THREADLOOM_CONFIG")
-    assert chosen(None, {}) == (1, "the current folder")
+    assert chosen(str(flag), environ) == (2, "given by --config")
+    assert chosen(None, environ) == (3, "given by THREADLOOM_CONFIG")
+    assert chosen(None, {}) == (1, "found in the current folder")
     assert chosen("", environ) is None  # --no-config
     assert chosen(None, {"THREADLOOM_CONFIG": ""}) is None
 
@@ -193,7 +195,7 @@ def test_an_unreadable_file_is_one_line(tmp_path: Path) -> None:
 def test_describe_is_a_table_of_setting_value_and_source() -> None:
     resolved = resolve({"threads": 7}, {"THREADLOOM_MODEL": "threads"}, a_file(bind=(":9",)))
     lines = describe(resolved).splitlines()
-    assert lines[0].startswith("config file: site.toml (chosen by --config; /")
+    assert lines[0].startswith("config file: site.toml (given by --config; /")
     assert lines[1] == ""
     rows = [line.split() for line in lines[2:]]
     assert rows[0] == ["setting", "value", "from"]
@@ -224,3 +226,14 @@ def test_the_reloaders_child_reads_no_file_and_gets_every_setting(
     args = build_parser().parse_args(["serve", "app:app", *argv])
     resolved = resolved_from(args)
     assert resolved.config == config and resolved.file is None
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/deploy.md"])
+def test_the_example_files_in_the_docs_are_valid(doc: str) -> None:
+    text = (Path(__file__).parents[2] / doc).read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
+    assert blocks, f"{doc} shows no config file"
+    for block in blocks:
+        document = tomllib.loads(block)
+        table = document.get("tool", {}).get("threadloom", document)
+        resolve({}, {}, a_file(doc, **check(table, doc)))
