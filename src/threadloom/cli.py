@@ -1,8 +1,10 @@
-"""The command line: arguments and ``THREADLOOM_*`` variables -> Config -> Server.
+"""The command line: arguments, ``THREADLOOM_*`` variables, a config file -> Config -> Server.
 
 Flags are generated from :class:`threadloom.config.Config`'s field metadata; precedence is
-command line over environment over defaults. Every user mistake ends as one line on stderr
-and a non-zero exit status, never a traceback.
+command line over environment over config file over defaults (:mod:`threadloom.sources`).
+``threadloom config`` takes the same options as ``serve`` and prints the effective settings
+and where each came from. Every user mistake ends as one line on stderr and a non-zero exit
+status, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from typing import Any, NoReturn
 
 from threadloom import __version__
 from threadloom.bench import command as bench_command
-from threadloom.config import Config, env_name, flag_name, from_environ
+from threadloom.config import Config, env_name, flag_name
 from threadloom.demo.runner import run_demo
 from threadloom.errors import ConfigError
 from threadloom.log import configure_logging
 from threadloom.net.activation import activated_binds
 from threadloom.reload import run_reloading
 from threadloom.server import Server, run_with_signals
+from threadloom.sources import DEFAULT, Resolved, describe, find_file, resolve
 from threadloom.supervisor import run_supervised
 
 #: No APP with --reload or --workers: the tutorial's hello alone (the page's chat and figures
@@ -43,12 +46,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"threadloom {__version__}")
     commands = parser.add_subparsers(dest="command", parser_class=OneLineParser)
     serve = commands.add_parser("serve", help="serve an app (the demo when APP is omitted)")
-    serve.add_argument("app", nargs="?", metavar="APP", help="module:attribute to serve")
-    for f in dataclasses.fields(Config):
-        _add_option(serve, f)
+    _add_settings(serve)
+    shown = commands.add_parser(
+        "config", help="print the settings `serve` would use with these options, and their source"
+    )
+    _add_settings(shown)
     bench = commands.add_parser("bench", help="measure every model on this machine")
     bench_command.add_arguments(bench)
     return parser
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """APP, --config and a flag for every setting: what `serve` and `config` both take."""
+    parser.add_argument("app", nargs="?", metavar="APP", help="module:attribute to serve")
+    parser.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        default=None,
+        help="TOML file of settings, keys named as the flags (env THREADLOOM_CONFIG; default: "
+        "[tool.threadloom] in ./pyproject.toml when there is one)",
+    )
+    parser.add_argument(
+        "--no-config",
+        dest="config_file",
+        action="store_const",
+        const="",
+        help="read no config file, not even ./pyproject.toml",
+    )
+    for f in dataclasses.fields(Config):
+        _add_option(parser, f)
 
 
 def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field[Any]) -> None:
@@ -74,16 +101,25 @@ def _add_option(parser: argparse.ArgumentParser, f: dataclasses.Field[Any]) -> N
         )
 
 
-def config_from(args: argparse.Namespace) -> Config:
-    """Defaults, overridden by the environment, overridden by flags; then validated."""
-    values: dict[str, Any] = from_environ()
+def resolved_from(args: argparse.Namespace) -> Resolved:
+    """The flags given, the environment and the config file, merged (threadloom.sources)."""
+    flags = {}
     for f in dataclasses.fields(Config):
         given = getattr(args, f.name, None)
         if given is not None:
-            values[f.name] = tuple(given) if isinstance(given, list) else given
-    if "bind" not in values and (activated := activated_binds()):
-        values["bind"] = activated  # systemd socket activation, when no address is given
-    return Config(**values).validated()
+            flags[f.name] = tuple(given) if isinstance(given, list) else given
+    file = find_file(args.config_file, os.environ)
+    return resolve(flags, os.environ, file, activated_binds)
+
+
+def _show_config(args: argparse.Namespace) -> int:
+    """``threadloom config``: the effective settings, one a line, with their sources."""
+    try:
+        print(describe(resolved_from(args)))
+    except ConfigError as exc:
+        print(f"threadloom: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -105,15 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench":
         return _bench(args)
+    if args.command == "config":
+        return _show_config(args)
     try:
-        config = config_from(args)
+        resolved = resolved_from(args)
+        config = resolved.config
         configure_logging(config.log_level, config.log_config, config.access_log_format)
         if config.reload:
             return run_reloading(args.app or DEMO_APP, config)
         if config.workers:
             return run_supervised(args.app or DEMO_APP, config)
         if args.app is None:  # the demo: the page on --bind, the tutorial's hello beside it
-            given = args.threads is not None or "THREADLOOM_THREADS" in os.environ
+            given = resolved.sources["threads"] != DEFAULT
             return run_demo(config, threads_given=given)
         server = Server(args.app, config)
         server.start()

@@ -44,8 +44,13 @@ def _watchfiles() -> Any:
 
 
 def config_argv(config: Config) -> list[str]:
-    """Command-line flags that reproduce ``config`` exactly, whatever the environment says."""
-    argv = []
+    """Command-line flags that reproduce ``config`` exactly, whatever the environment says.
+
+    Every setting is a flag, and ``--no-config`` keeps the child from reading a config file:
+    the child runs with the settings the reloader resolved (its file, relative path or not,
+    read once, in the reloader), even if that file is edited later.
+    """
+    argv = ["--no-config"]
     for f in dataclasses.fields(Config):
         value, flag = getattr(config, f.name), flag_name(f)
         if isinstance(value, bool):

@@ -39,6 +39,7 @@ def test_the_command_line_is_what_users_type() -> None:
     asyncio_argv = serve_argv("asyncio", WORKLOADS["io"], 8123, {})
     assert "threadloom.bench.workloads:io_asgi" in asyncio_argv
     assert "--no-access-log" in asyncio_argv
+    assert "--no-config" in asyncio_argv  # the folder's pyproject.toml must not change a run
 
 
 def test_a_server_that_refuses_the_combination_is_unavailable(tmp_path: Path) -> None:

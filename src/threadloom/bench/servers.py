@@ -65,6 +65,7 @@ def serve_argv(model: str, workload: Workload, port: int, options: dict[str, str
     assert target is not None
     argv = [sys.executable, "-m", "threadloom", "serve", target, "--bind", f"127.0.0.1:{port}"]
     argv += ["--no-access-log", "--log-level", "warning", "--graceful-timeout", "2"]
+    argv += ["--no-config"]  # a [tool.threadloom] where the bench runs must not change a run
     argv += ["--model", served_model(model)]
     if model == WORKERS:
         argv += ["--workers", options.get("workers", "2")]
