@@ -9,13 +9,8 @@ deadlines, 408 or a silent close, refusals, upgrades, routing) is the core's
 (:mod:`threadloom.engine.http1_core`); this module moves bytes, runs timers and runs apps.
 An ASGI app runs on the loop (eagerly: a task is made only if it suspends, see
 :mod:`threadloom.engine.asgi_run`); a WSGI app runs on the model's bounded thread pool and
-talks back only through three thread-safe doors:
-
-* ``send``: bytes go to the loop through ``call_soon_threadsafe``, by reference. The thread
-  never waits for a whole response; a streamed one waits once more than IN_FLIGHT_MAX of
-  it is queued (its iterator pauses until the reader catches up or is dropped);
-* ``receive_more``: the thread waits until ``data_received`` has fed more body bytes;
-* ``take``: body bytes are taken under the lock that also guards ``data_received``.
+talks back only through the doors of :mod:`threadloom.engine.wsgi_bridge`, whose top says
+every thread-safety rule between the two.
 
 One writer per connection: every response byte, from the app's thread or the loop, goes
 through :meth:`HTTPProtocol.write`, which hands the transport at most ``SLICE`` bytes at a
@@ -33,19 +28,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections import deque
-from typing import IO, Any, cast
+from typing import Any, cast
 
 from threadloom.engine.asgi_run import start_eagerly
-from threadloom.engine.body import BodyReader
-from threadloom.engine.http1_core import DRAIN_LIMIT, HTTP1Core, HTTPSettings, Route
-from threadloom.engine.outbox import FileSegment, SendBudget, file_segment
+from threadloom.engine.http1_core import HTTP1Core, HTTPSettings, Route
+from threadloom.engine.outbox import FileSegment, SendBudget
 from threadloom.engine.request_timeout import Deadline, answer_timeout
 from threadloom.engine.session import CLOSE, SERVE, AsyncRuntime
 from threadloom.engine.sockio import reset_on_close
 from threadloom.engine.ws_aio import ASGIWebSocketCycle, AsyncWebSocket, serve_bare_handler
+from threadloom.engine.wsgi_bridge import ClientDisconnected, WSGIBridge
 from threadloom.errors import LocalProtocolError
 from threadloom.interfaces.asgi import Message, ResponseState, forward_and_identify, http_scope
 from threadloom.interfaces.wsgi import Outcome
@@ -55,17 +49,10 @@ from threadloom.stats import STATS
 log = logging.getLogger("threadloom.http")
 app_log = logging.getLogger("threadloom.app")
 
-#: Bytes a WSGI thread may have queued that the transport has not taken yet, before a
-#: further send of the same (streamed) response waits.
-IN_FLIGHT_MAX = 256 * 1024
 #: The most handed to the transport at once: what it cannot send at once, it copies.
 SLICE = 64 * 1024
 #: The slice, and the transport's high-water mark, under TLS (see connection_made).
 TLS_SLICE = 16 * 1024
-
-
-class ClientDisconnected(OSError):
-    """``send`` after the client went away (ASGI asks servers for an OSError subclass)."""
 
 
 class HTTPProtocol(asyncio.Protocol):
@@ -89,10 +76,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.busy = False
         self.began = 0.0  # perf_counter() when the current request went to the app
         self.lost = False
-        self.lock = threading.Lock()
-        self.data_ready = threading.Condition(self.lock)
-        self.in_flight = 0  # bytes queued (by any thread) the transport has not taken yet
-        self.flight_ready = threading.Condition(self.lock)
+        self.bridge = WSGIBridge(self)  # a WSGI app's doors, from its pool thread
+        self.lock = self.bridge.lock  # (guards the body buffer: the bridge's rule 2)
         #: what waits for the transport (loop): views of the app's buffers, and files
         self.pending: deque[memoryview | FileSegment] = deque()
         self.slice = SLICE  # the most handed to the transport at once
@@ -102,7 +87,6 @@ class HTTPProtocol(asyncio.Protocol):
         self.stall_timer: asyncio.TimerHandle | None = None  # the reader's SendBudget
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0  # when the timer fires (loop time)
-        self.threads_waiting = 0
         self.reading_paused = False
         self.waiter: asyncio.Future[None] | None = None  # ASGI: more body, drain or disconnect
         self.ws: AsyncWebSocket | None = None  # after a WebSocket handshake: it gets the bytes
@@ -136,11 +120,10 @@ class HTTPProtocol(asyncio.Protocol):
             want = self.core.feed(data, time.monotonic())
             if want is CLOSE and (self.busy or self.core.refusal):
                 self.lost = True  # whoever waits for this body must give up
-                self.data_ready.notify_all()
+                self.bridge.data_ready.notify_all()
                 self._refuse()
                 return
-            if self.threads_waiting:
-                self.data_ready.notify_all()
+            self.bridge.fed()
         if not self.reading_paused and self.conn.paused and self.transport is not None:
             self.reading_paused = True
             self.transport.pause_reading()
@@ -158,9 +141,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        with self.lock:
-            self.data_ready.notify_all()
-            self.flight_ready.notify_all()
+        self.bridge.release()
         self._drop_pending()
         self._cancel_timer()
         if self.ws is not None:
@@ -227,7 +208,7 @@ class HTTPProtocol(asyncio.Protocol):
         else:
             self._arm()
         if self.reading_paused:
-            self._maybe_resume_reading()
+            self.maybe_resume_reading()
 
     def _begin(self) -> None:
         """Hand the next request to whoever the core routes it to."""
@@ -246,7 +227,7 @@ class HTTPProtocol(asyncio.Protocol):
         else:
             if self.settings.timeout_request:
                 self._watch(request)
-            future = asyncio.ensure_future(self.runtime.run_sync(self._run_wsgi, request))
+            future = asyncio.ensure_future(self.runtime.run_sync(self.bridge.run, request))
             future.add_done_callback(self._wsgi_finished)
 
     def _serve_static(self, request: Request) -> None:
@@ -257,7 +238,7 @@ class HTTPProtocol(asyncio.Protocol):
         answer = static.answer(request)
         self.write(answer.head)
         if answer.fd is not None:
-            self._queue_file(FileSegment(answer.fd, answer.offset, answer.length))
+            self.queue_file(FileSegment(answer.fd, answer.offset, answer.length))
         body = request.body
         keep_alive = answer.keep_alive and body.complete and not body.buffered
         self.finished(request, answer.status, answer.length, keep_alive)
@@ -372,103 +353,9 @@ class HTTPProtocol(asyncio.Protocol):
         """Wake whoever awaits :meth:`wait` (a WebSocket's state changed)."""
         self._wake()
 
-    # -- the WSGI thread's side ---------------------------------------------------------------
-
-    def _run_wsgi(self, request: Request) -> tuple[Request, Outcome, bool]:
-        if self.request_deadline is not None:
-            self.request_deadline.thread = threading.get_ident()  # for the stack in the log
-        body = BodyReader(request, self)
-        assert self.settings.runner is not None
-        outcome = self.settings.runner.run(request, body, self, self.addr)
-        body_ok = not body.failed and body.drain(DRAIN_LIMIT)
-        return request, outcome, body_ok
-
-    can_sendfile = True
-
-    def sendfile(self, file: IO[bytes], count: int) -> int:
-        """``wsgi.file_wrapper`` over a real file: it waits in ``pending`` as a
-        :class:`FileSegment` (a descriptor of its own) and the loop reads it a slice at a
-        time as the transport drains, so a slow reader of a download holds no thread. (The
-        transport cannot hand the kernel a descriptor, uvloop's least of all: the loop
-        reads, from the page cache as a rule.) Returns what will be sent."""
-        if self.lost:
-            raise ClientDisconnected("the client went away")
-        segment = file_segment(file, count)
-        count = segment.remaining
-        if not self._reserve(count):
-            segment.close()
-            raise ClientDisconnected("the client went away or reads too slowly")
-        self.loop.call_soon_threadsafe(self._write_file_reserved, segment)
-        return count
-
-    def _write_file_reserved(self, segment: FileSegment) -> None:
-        with self.lock:
-            self.in_flight -= segment.remaining  # _queue_file counts it again
-        self._queue_file(segment)
-
-    def _queue_file(self, segment: FileSegment) -> None:
-        """On the loop: a file's bytes wait behind what waits (closed if the peer left)."""
-        if self.lost or self.transport is None or self.transport.is_closing():
-            segment.close()
-            return
-        with self.lock:
-            self.in_flight += segment.remaining
-        self.pending.append(segment)
-        self._pump()
-
-    def send(self, data: bytes) -> None:
-        if self.lost:
-            raise ClientDisconnected("the client went away")
-        deadline = self.request_deadline
-        if deadline is not None and data is not CONTINUE and not deadline.start_response():
-            raise ClientDisconnected("--timeout-request passed: the client got a 503")
-        if not self._reserve(len(data)):
-            raise ClientDisconnected("the client went away or reads too slowly")
-        self.loop.call_soon_threadsafe(self._write_reserved, data)
-
-    def send_whole(self, head: bytes, body: bytes) -> None:
-        self.send(head)
-        self.send(body)
-
-    def _reserve(self, size: int) -> bool:
-        """Wait until the transport has taken all but IN_FLIGHT_MAX of what was queued
-        before (a streamed response's next chunk; a first send never waits). The wait ends
-        when the reader catches up or the loop drops it (SendBudget); False if it is gone."""
-        with self.lock:
-            while self.in_flight > IN_FLIGHT_MAX and not self.lost:
-                self.flight_ready.wait(self.settings.timeout_io)
-            if self.lost:
-                return False
-            self.in_flight += size
-        return True
-
-    def _write_reserved(self, data: bytes) -> None:
-        with self.lock:
-            self.in_flight -= len(data)  # write() counts it again while it waits
-            if self.in_flight <= IN_FLIGHT_MAX:
-                self.flight_ready.notify_all()
-        self.write(data)
-
-    def receive_more(self, body: RequestBody) -> bool:
-        deadline = time.monotonic() + self.body_wait(body)
-        with self.lock:
-            while not (body.buffered or body.complete or body.truncated or self.lost):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self.threads_waiting += 1
-                try:
-                    self.data_ready.wait(remaining)
-                finally:
-                    self.threads_waiting -= 1
-            return bool(body.buffered) or body.complete
-
     def take(self, body: RequestBody, size: int) -> bytes:
-        with self.lock:
-            data = body.take(size)
-        if self.reading_paused:
-            self.loop.call_soon_threadsafe(self._maybe_resume_reading)
-        return data
+        """Body bytes for an ASGI app (on the loop), under the bridge's rule 2."""
+        return self.bridge.take(body, size)
 
     # -- shared helpers (loop thread) ---------------------------------------------------------
 
@@ -479,8 +366,7 @@ class HTTPProtocol(asyncio.Protocol):
         if not self.pending and not self.write_paused and len(data) <= self.slice:
             self.transport.write(data)  # the common case: nothing waits, a small response
             return
-        with self.lock:
-            self.in_flight += len(data)
+        self.bridge.queued(len(data))
         self.pending.append(memoryview(data))
         self._pump()
 
@@ -503,11 +389,17 @@ class HTTPProtocol(asyncio.Protocol):
             if not piece:
                 return  # the file ended early: the connection is being dropped
             self.budget.took(len(piece), self.loop.time())
-            with self.lock:
-                self.in_flight -= len(piece)
-                if self.in_flight <= IN_FLIGHT_MAX:
-                    self.flight_ready.notify_all()
+            self.bridge.took(len(piece))
             transport.write(piece)  # may call pause_writing at once
+
+    def queue_file(self, segment: FileSegment) -> None:
+        """A file's bytes wait behind what waits (closed at once if the peer left)."""
+        if self.lost or self.transport is None or self.transport.is_closing():
+            segment.close()
+            return
+        self.bridge.queued(segment.remaining)
+        self.pending.append(segment)
+        self._pump()
 
     def _read_file(self, segment: FileSegment) -> bytes:
         """The next slice of a waiting file; b"" (and the connection dropped, as its
@@ -581,7 +473,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    def _maybe_resume_reading(self) -> None:
+    def maybe_resume_reading(self) -> None:
         if self.reading_paused and not self.conn.paused and not self.lost and self.transport:
             self.reading_paused = False
             self.transport.resume_reading()
