@@ -22,16 +22,6 @@ PYTHON = sys.executable
 STARTED: list[subprocess.Popen[str]] = []
 
 
-@pytest.fixture(autouse=True)
-def end_started_servers() -> Iterator[None]:
-    yield
-    while STARTED:
-        proc = STARTED.pop()
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-
-
 def threadloom(
     *args: str,
     env: dict[str, str] | None = None,

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cli.test_cli import (
-    STARTED,
     free_port,
     one_line_error,
     run_and_stop,
@@ -24,16 +22,6 @@ def handle_client(client_socket, addr):
     client_socket.send(b"Hello from server!")
     client_socket.close()
 """
-
-
-@pytest.fixture(autouse=True)
-def end_started_servers() -> Iterator[None]:
-    yield
-    while STARTED:
-        proc = STARTED.pop()
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.corpus.http1.loader import load_cases
+from tests.fuzz.http1c_target import describe
 from threadloom.errors import LocalProtocolError, RemoteProtocolError
 from threadloom.interfaces import wsgi
 from threadloom.interfaces.wsgi import WSGIRunner
@@ -67,28 +68,6 @@ def pure_python() -> Iterator[None]:
         yield
     finally:
         connection.parse_request, response.scan_headers, response.render_whole = saved
-
-
-def describe(request: Request) -> tuple[Any, ...]:
-    body = request.body
-    return (
-        request.method,
-        request.target,
-        request.path,
-        request.query,
-        request.http_version,
-        request.headers,
-        request.keep_alive,
-        request.content_length,
-        request.chunked,
-        request.expect_continue,
-        request.upgrade,
-        b"".join(body.chunks),
-        body.buffered,
-        body.received,
-        body.complete,
-        body.truncated,
-    )
 
 
 def outcome(pieces: list[bytes], limits: HTTPLimits) -> tuple[Any, ...]:
