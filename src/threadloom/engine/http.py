@@ -42,6 +42,8 @@ from threadloom.protocols.websocket import HandshakeError, reject_response
 from threadloom.stats import STATS
 
 log = logging.getLogger("threadloom.http")
+#: (module globals: reading a member through the enum class costs ~70 ns)
+WSGI, STATIC = Route.WSGI, Route.STATIC
 
 __all__ = ["HTTPSession", "HTTPSettings"]
 
@@ -72,9 +74,20 @@ class HTTPSession:
         return want
 
     def serve(self) -> Want:
-        want = self._serve_exchange()
-        if want is CLOSE:
-            self._send_quietly(self.core.take_refusal())
+        """Run one exchange (the next request, in order) on this thread that may block.
+        The want after it may be SERVE again (a pipelined request is ready): the model
+        then runs that one as a new unit of work (``pool`` queues it behind the others)."""
+        core = self.core
+        request = core.begin()
+        route = core.route(request)
+        if route is WSGI:
+            want = self._serve_wsgi(request)
+        elif route is STATIC:
+            want = self._serve_static(request)
+        else:
+            want = self._serve_websocket(request)
+        if want is CLOSE and core.refusal:
+            self._send_quietly(core.take_refusal())
         if self.outbox.waiting:
             self.after_write = want
             return WRITE  # the owner sends the rest: this thread is free
@@ -114,19 +127,6 @@ class HTTPSession:
         self.sock.close()
 
     # -- serving -----------------------------------------------------------------------------
-
-    def _serve_exchange(self) -> Want:
-        """Run one exchange (the next request, in order) on this thread that may block.
-        The want after it may be SERVE again (a pipelined request is ready): the model
-        then runs that one as a new unit of work (``pool`` queues it behind the others)."""
-        core = self.core
-        request = core.begin()
-        route = core.route(request)
-        if route is Route.WSGI:
-            return self._serve_wsgi(request)
-        if route is Route.STATIC:
-            return self._serve_static(request)
-        return self._serve_websocket(request)
 
     def _serve_static(self, request: Request) -> Want:
         """A ``--static`` file: its head, then the kernel copies the file from the outbox

@@ -133,6 +133,17 @@ class HTTPSettings:
         self.access_log = AccessLog(config.access_log, config.access_log_format)
         #: --static mounts, answered before the app (None: none, and no cost per request)
         self.static = StaticFiles(config.static) if config.static else None
+        #: the route of a request without an Upgrade field when no --static mount could
+        #: claim it (None: ask route()); and whether a request goes to the app before its
+        #: body has come (an ASGI app streams it; a bare WebSocket handler has none)
+        self.plain_route = None if self.static is not None else _plain_route(asgi, runner)
+        self.dispatch_at_once = asgi is not None or runner is None
+
+
+def _plain_route(asgi: ASGIApp | None, runner: WSGIRunner | None) -> Route:
+    if asgi is not None:
+        return Route.ASGI
+    return Route.WSGI if runner is not None else Route.WEBSOCKET
 
 
 class HTTP1Core:
@@ -173,13 +184,17 @@ class HTTP1Core:
         While an exchange is in flight the bytes only wait in the parser (READ): the
         driver asks again through :meth:`finish`.
         """
+        conn = self.conn
         try:
-            self.conn.receive_data(data)
+            conn.receive_data(data)
         except RemoteProtocolError as exc:
             self.refuse(exc)
             return CLOSE
         if self.in_exchange:
             return READ
+        requests = conn.requests
+        if requests and self._ready(requests[0]):
+            return SERVE  # (the common case, without next_step's other questions)
         return self.next_step(now)
 
     def receive_body(self, data: bytes) -> bool:
@@ -215,7 +230,7 @@ class HTTP1Core:
         """Whether a request goes to the app now. An ASGI app streams its body on the
         loop, so at once; a sync app gets it once complete, large, or awaited behind
         ``Expect: 100-continue``, so that a slow sender never holds a thread."""
-        if self.settings.asgi is not None or self.settings.runner is None:
+        if self.settings.dispatch_at_once:
             return True  # (and a --static request is answered before its body is read)
         body = request.body
         return body.complete or request.expect_continue or body.buffered >= DISPATCH_BODY_BYTES
@@ -253,6 +268,8 @@ class HTTP1Core:
         an Upgrade field can open a WebSocket, and only the last one HTTP parsed (what
         follows it is WebSocket)."""
         settings = self.settings
+        if request.upgrade is None and settings.plain_route is not None:
+            return settings.plain_route
         if settings.static is not None and settings.static.claims(request):
             return Route.STATIC
         websocket = request.upgrade is not None and self.is_websocket_upgrade(request)
@@ -283,16 +300,17 @@ class HTTP1Core:
         self.served += 1
         STATS.request(status, elapsed)
         access_log = self.settings.access_log
-        if access_log.active():
+        if access_log.enabled and access_log.active():
             access_log.write(request, remote or self.addr, status, sent, elapsed, request_id)
         if not keep_alive or request.body.truncated:
             return CLOSE
-        if self.conn.upgraded and not self.decline_upgrade():
+        conn = self.conn
+        if conn.upgraded and not self.decline_upgrade():
             return CLOSE
-        want = self.next_step(now)
-        if want is READ and not self.conn.head_started and not self.conn.requests:
-            self.deadline_at = now + self.settings.timeout_keep_alive
-        return want
+        if conn.requests or conn.head_started or conn.peer_closed:
+            return self.next_step(now)
+        self.deadline_at = now + self.settings.timeout_keep_alive  # (the common case)
+        return READ
 
     def decline_upgrade(self) -> bool:
         """The app answered an Upgrade request as plain HTTP: parse what follows as HTTP
