@@ -16,7 +16,7 @@ run() { # tree model app
 }
 for m in "pool hello_wsgi:app" "asyncio hello_asgi:app"; do
   set -- $m
-  for i in 1 2 3 4 5; do
+  for i in $(seq 1 ${ROUNDS:-5}); do
     o=$(run $OLD $1 $2); n=$(run $NEW $1 $2)
     echo "$1 round $i: old $o new $n"
   done
