@@ -22,7 +22,8 @@ def test_wss_echo(model: str, tls: TLSFiles) -> None:
     with running_server(handlers.echo, model=model, **options) as server:
         host, port = server.addresses[0]
         context = tls.client_context(alpn=False)
-        with connect(f"wss://{host}:{port}/", ssl=context, open_timeout=OPEN_TIMEOUT * timeout_factor()) as ws:
+        opening = OPEN_TIMEOUT * timeout_factor()
+        with connect(f"wss://{host}:{port}/", ssl=context, open_timeout=opening) as ws:
             ws.send("hello")
             assert ws.recv() == "hello"
             big = "é" * 100_000  # compressed, fragmented, many TLS records
@@ -35,6 +36,7 @@ def test_wss_asgi_app(tls: TLSFiles) -> None:
     with running_server(handlers.asgi_app, model="asyncio", access_log=False, **options) as server:
         host, port = server.addresses[0]
         context = tls.client_context(alpn=False)
-        with connect(f"wss://{host}:{port}/", ssl=context, open_timeout=OPEN_TIMEOUT * timeout_factor()) as ws:
+        opening = OPEN_TIMEOUT * timeout_factor()
+        with connect(f"wss://{host}:{port}/", ssl=context, open_timeout=opening) as ws:
             ws.send("hello")
             assert ws.recv() == "hello"
