@@ -11,7 +11,7 @@ What must hold (RELIABILITY.md has the figures):
 * a reader slower than ``--min-send-rate`` is dropped once ``--timeout-io`` of grace is
   spent, and the drop is logged and counted.
 
-``THREADLOOM_SLOW_READERS`` sets how many readers (default 300).
+``THREADLOOM_SLOW_READERS`` sets how many readers (default 150; the figures use 300).
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ from tests.adversarial.support import (
 )
 from threadloom.testing import MODELS, timeout_factor
 
-READERS = int(os.environ.get("THREADLOOM_SLOW_READERS", "300"))
+#: 150 in ``make test`` (the issue allows the suite a shortened attack): with 300, about 200
+#: are connected at once and their kernel send buffers (~3.9 MB each) pass this machine's
+#: TCP memory pressure threshold, and probes under asyncio then took 100-290 ms in CI
+#: (RELIABILITY.md). THREADLOOM_SLOW_READERS=300 runs the full attack of the figures.
+READERS = int(os.environ.get("THREADLOOM_SLOW_READERS", "150"))
 GRACE_S = 2.0  # --timeout-io (about 200 readers connected at once: see RELIABILITY.md)
 RATE = 4096  # --min-send-rate: the readers take 32 bytes a second
 HELLO = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
