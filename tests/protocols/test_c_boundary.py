@@ -21,19 +21,13 @@ from typing import Any
 
 import pytest
 
+from tests.protocols.c_paths import C_PATHS_ONLY
 from threadloom.interfaces import wsgi
 from threadloom.interfaces.wsgi import WSGIRunner
 from threadloom.protocols.http1 import connection, response, speedups
 from threadloom.protocols.http1.request import Request
 
-SWITCHED_OFF = os.environ.get("THREADLOOM_PURE_PYTHON", "") in ("1", "true", "yes")
-pytestmark = [
-    pytest.mark.skipif(SWITCHED_OFF, reason="THREADLOOM_PURE_PYTHON=1: the C paths are off"),
-    pytest.mark.skipif(
-        not speedups.ACTIVE and os.environ.get("THREADLOOM_REQUIRE_TOOLS") != "1",
-        reason="the C extensions are not built (no C compiler at install time)",
-    ),
-]
+pytestmark = C_PATHS_ONLY
 
 CLEAN = b"GET /a?b HTTP/1.1\r\nHost: h\r\nX-New: 1\r\n\r\n"
 

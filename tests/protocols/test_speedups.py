@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from tests.corpus.http1.loader import load_cases
 from tests.fuzz.http1c_target import describe
+from tests.protocols.c_paths import C_PATHS_ONLY
 from threadloom.errors import LocalProtocolError, RemoteProtocolError
 from threadloom.interfaces import wsgi
 from threadloom.interfaces.wsgi import WSGIRunner
@@ -39,14 +40,7 @@ from threadloom.protocols.http1 import (
 from threadloom.protocols.http1.limits import HTTPLimits
 from threadloom.protocols.http1.request import Request, RequestBody
 
-SWITCHED_OFF = os.environ.get("THREADLOOM_PURE_PYTHON", "") in ("1", "true", "yes")
-pytestmark = [
-    pytest.mark.skipif(SWITCHED_OFF, reason="THREADLOOM_PURE_PYTHON=1: the C paths are off"),
-    pytest.mark.skipif(
-        not speedups.ACTIVE and os.environ.get("THREADLOOM_REQUIRE_TOOLS") != "1",
-        reason="the C extensions are not built (no C compiler at install time)",
-    ),
-]
+pytestmark = C_PATHS_ONLY
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CASES = load_cases("invalid") + load_cases("valid")
 
