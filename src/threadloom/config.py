@@ -30,6 +30,7 @@ INTERFACES = ("auto", "raw", "wsgi", "asgi", "websocket")
 LOOPS = ("auto", "asyncio", "uvloop")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 ACCESS_LOG_FORMATS = ("common", "combined", "json")
+HTTP_VERSIONS = ("auto", "1", "2")
 CERT_REQS = ("required", "optional")
 DEFAULT_BIND = "127.0.0.1:8000"
 
@@ -126,6 +127,17 @@ class Config:
         64 * 1024, "bytes a request line plus headers may take (then 431, or 414 for the URI)"
     )
     max_body_size: int = setting(1024**3, "bytes a request body may take (then 413)")
+    http: str = setting(
+        "auto",
+        "HTTP versions spoken: auto (HTTP/1.1, and HTTP/2 when a client opens with its "
+        "preface or picks h2 by TLS ALPN), 1 (HTTP/1.1 only) or 2 (HTTP/2 only)",
+        choices=HTTP_VERSIONS,
+    )
+    h2_max_streams: int = setting(
+        100,
+        "HTTP/2 streams one connection may have in flight (SETTINGS_MAX_CONCURRENT_STREAMS); "
+        "more are refused with REFUSED_STREAM",
+    )
     access_log: bool = setting(True, "log each HTTP request (see --access-log-format)")
     access_log_format: str = setting(
         "common",
@@ -207,6 +219,8 @@ class Config:
             raise ConfigError(
                 "--timeout-request, --min-body-rate and --min-send-rate must not be negative"
             )
+        if self.h2_max_streams < 1:
+            raise ConfigError(f"--h2-max-streams must be at least 1, not {self.h2_max_streams}")
         if self.max_header_size < 1024 or self.max_body_size < 0:
             raise ConfigError("--max-header-size must be at least 1024, --max-body-size >= 0")
         if self.ws_max_size < 1 or self.ws_ping_interval < 0:

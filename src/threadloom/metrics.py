@@ -266,6 +266,21 @@ def render(snapshot: Mapping[str, Any], extra: Mapping[str, float]) -> bytes:
         families.append(GaugeMetricFamily(name, text, value=snapshot[key]))
     families.append(
         CounterMetricFamily(
+            "threadloom_h2_floods_refused",
+            "HTTP/2 connections closed for a flood of resets or control frames",
+            value=snapshot.get("h2_floods_refused", 0),
+        )
+    )
+    by_protocol = CounterMetricFamily(
+        "threadloom_requests_by_protocol",
+        "Requests answered, by HTTP version",
+        labels=["protocol"],
+    )
+    for protocol, count in snapshot.get("requests_by_protocol", {}).items():
+        by_protocol.add_metric([protocol], count)
+    families.append(by_protocol)
+    families.append(
+        CounterMetricFamily(
             "threadloom_slow_readers_dropped",
             "Connections dropped for reading a response slower than --min-send-rate",
             value=snapshot.get("slow_readers_dropped", 0),

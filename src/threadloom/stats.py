@@ -61,7 +61,16 @@ class _Shard:
     bucket: one list increment per request instead of two (this runs for every request).
     """
 
-    __slots__ = ("closed", "grid", "opened", "seconds", "slow_readers", "thread")
+    __slots__ = (
+        "closed",
+        "floods",
+        "grid",
+        "h2_requests",
+        "opened",
+        "seconds",
+        "slow_readers",
+        "thread",
+    )
 
     def __init__(self, thread: threading.Thread | None) -> None:
         self.thread = thread
@@ -70,6 +79,8 @@ class _Shard:
         self.opened = 0
         self.closed = 0
         self.slow_readers = 0
+        self.floods = 0
+        self.h2_requests = 0
 
     def add_to(self, total: _Shard) -> None:
         for i, n in enumerate(self.grid):
@@ -78,6 +89,8 @@ class _Shard:
         total.opened += self.opened
         total.closed += self.closed
         total.slow_readers += self.slow_readers
+        total.floods += self.floods
+        total.h2_requests += self.h2_requests
 
     @property
     def classes(self) -> list[int]:
@@ -146,6 +159,22 @@ class Stats:
         except AttributeError:
             shard = self._register()
         shard.slow_readers += 1
+
+    def flood(self) -> None:
+        """An HTTP/2 connection was closed for a flood (GOAWAY ENHANCE_YOUR_CALM)."""
+        try:
+            shard: _Shard = self._local.shard
+        except AttributeError:
+            shard = self._register()
+        shard.floods += 1
+
+    def h2_request(self) -> None:
+        """One of the requests counted by :meth:`request` came over HTTP/2."""
+        try:
+            shard: _Shard = self._local.shard
+        except AttributeError:
+            shard = self._register()
+        shard.h2_requests += 1
 
     def _register(self) -> _Shard:
         shard = _Shard(threading.current_thread())
@@ -230,6 +259,11 @@ class Stats:
             "latency_counts": counts,
             "latency_sum_seconds": seconds,
             "slow_readers_dropped": total.slow_readers,
+            "h2_floods_refused": total.floods,
+            "requests_by_protocol": {
+                "HTTP/1.x": requests - total.h2_requests,
+                "HTTP/2": total.h2_requests,
+            },
         }
 
     def _rate(self, requests: int) -> float:
@@ -268,11 +302,12 @@ def merge(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
     if not snapshots:
         return Stats().snapshot() | {"rss_bytes": 0, "requests_per_second": 0.0}
     merged = dict(snapshots[0])
-    merged["requests_by_class"] = dict(merged["requests_by_class"])
+    for key in ("requests_by_class", "requests_by_protocol"):
+        merged[key] = dict(merged.get(key, {}))
     merged["latency_counts"] = list(merged["latency_counts"])
     for snap in snapshots[1:]:
         for key, value in snap.items():
-            if key == "requests_by_class":
+            if key in ("requests_by_class", "requests_by_protocol"):
                 for cls, n in value.items():
                     merged[key][cls] = merged[key].get(cls, 0) + n
             elif key == "latency_counts":

@@ -34,6 +34,8 @@ from threadloom.protocols.forwarded import sane_request_id
 from threadloom.protocols.http1 import Request
 
 log = logging.getLogger("threadloom.access")
+#: HTTP/2's version as access logs write it (nginx, Apache): ``HTTP/2.0``.
+_VERSIONS = {"2": "2.0"}
 
 _UNSAFE = re.compile(rb'[\x00-\x1f\x7f-\xff"\\]')
 
@@ -102,7 +104,7 @@ class AccessLog:
             self._stamp,
             escape(request.method.encode()),
             escape(request.target),
-            request.http_version,
+            _VERSIONS.get(request.http_version, request.http_version),
             status,
             size or "-",
         )
@@ -137,7 +139,7 @@ class AccessLog:
             "remote": _host(client),
             "method": request.method,
             "path": request.target.decode("latin-1"),
-            "protocol": "HTTP/" + request.http_version,
+            "protocol": "HTTP/" + _VERSIONS.get(request.http_version, request.http_version),
             "status": status,
             "size": size,
             "duration_ms": round(duration * 1000, 3),

@@ -25,6 +25,7 @@ import time
 from typing import IO, Any
 
 from threadloom.engine.body import EMPTY_INPUT, BodyReader
+from threadloom.engine.h2 import H2Session
 from threadloom.engine.http1_core import (
     DRAIN_LIMIT,
     HTTP1Core,
@@ -38,6 +39,7 @@ from threadloom.engine.sockio import recv_waiting, reset_on_close
 from threadloom.engine.ws import BlockingLink, handshake, run_sync_handler, upgrade_required
 from threadloom.interfaces.wsgi import Outcome
 from threadloom.protocols.http1 import Request, RequestBody, error_response
+from threadloom.protocols.http2 import looks_like_preface
 from threadloom.protocols.websocket import HandshakeError, reject_response
 from threadloom.stats import STATS
 
@@ -51,7 +53,7 @@ __all__ = ["HTTPSession", "HTTPSettings"]
 class HTTPSession:
     """One HTTP connection under a thread-based model (see the module docstring)."""
 
-    __slots__ = ("addr", "after_write", "core", "outbox", "settings", "sock")
+    __slots__ = ("addr", "after_write", "core", "h2", "outbox", "settings", "sniff", "sock")
 
     def __init__(self, settings: HTTPSettings, sock: socket.socket, addr: Any) -> None:
         self.settings = settings
@@ -61,6 +63,9 @@ class HTTPSession:
         sock.setblocking(False)  # for life: see engine/sockio.py
         self.outbox = Outbox(sock, settings.timeout_io, settings.min_send_rate)
         self.after_write = CLOSE  # what comes once the outbox is empty
+        #: the first bytes, until they say whether this is HTTP/2 (its preface) or not
+        self.sniff: bytes | None = b"" if settings.h2 else None
+        self.h2: H2Session | None = None  # the HTTP/2 connection this one became
 
     # -- the engine contract ---------------------------------------------------------------
 
@@ -68,15 +73,40 @@ class HTTPSession:
         return READ
 
     def feed(self, data: bytes) -> Want:
+        if self.sniff is not None:
+            return self._sniff(data)
+        if self.h2 is not None:
+            return self.h2.feed(data)
         want = self.core.feed(data, time.monotonic())
         if want is CLOSE:
             self._send_quietly(self.core.take_refusal())
         return want
 
+    def _sniff(self, data: bytes) -> Want:
+        """The connection's first bytes: HTTP/2's preface makes it an :class:`H2Session`
+        (RFC 9113 3.3, prior knowledge; over TLS the client sends it after ALPN's h2)."""
+        first = self.sniff + data if self.sniff else data
+        preface = looks_like_preface(first) if data else False
+        if preface is None:
+            self.sniff = first
+            return READ
+        self.sniff = None
+        if preface:
+            self.h2 = H2Session(self.settings, self.sock, self.addr, self.outbox)
+            self.settings.h2_connections.add(self.h2)
+            return self.h2.feed(first)
+        if self.settings.http == "2":
+            log.info("refused HTTP/1.1 from %s: --http 2 serves HTTP/2 only", self.addr)
+            self._send_quietly(error_response(505))
+            return CLOSE
+        return self.feed(first)
+
     def serve(self) -> Want:
         """Run one exchange (the next request, in order) on this thread that may block.
         The want after it may be SERVE again (a pipelined request is ready): the model
         then runs that one as a new unit of work (``pool`` queues it behind the others)."""
+        if self.h2 is not None:
+            return self.h2.serve()  # (only under a model without an ExchangeRunner)
         core = self.core
         request = core.begin()
         route = core.route(request)
@@ -94,6 +124,8 @@ class HTTPSession:
         return want
 
     def flush(self) -> Want:
+        if self.h2 is not None:
+            return self.h2.flush()
         try:
             if not self.outbox.flush():
                 return WRITE
@@ -103,9 +135,13 @@ class HTTPSession:
         return self.after_write
 
     def deadline(self) -> float | None:
+        if self.h2 is not None:
+            return self.h2.deadline()
         return self.outbox.deadline() if self.outbox.waiting else self.core.deadline()
 
     def expire(self) -> Want:
+        if self.h2 is not None:
+            return self.h2.expire()
         if self.outbox.waiting:
             log.info("%s reads its response too slowly (--min-send-rate): dropped", self.addr)
             STATS.slow_reader()
@@ -121,9 +157,13 @@ class HTTPSession:
 
     @property
     def idle(self) -> bool:
+        if self.h2 is not None:
+            return self.h2.idle
         return self.core.idle and not self.outbox.waiting
 
     def close(self) -> None:
+        if self.h2 is not None:
+            self.h2.close()
         self.sock.close()
 
     # -- serving -----------------------------------------------------------------------------

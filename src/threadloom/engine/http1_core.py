@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import enum
 import logging
+import weakref
 from typing import Any
 
 from threadloom.config import Config
 from threadloom.engine.accesslog import AccessLog
 from threadloom.engine.request_timeout import Watchdog
-from threadloom.engine.session import CLOSE, READ, SERVE, Want
+from threadloom.engine.session import CLOSE, READ, SERVE, ExchangeRunner, Want
 from threadloom.engine.ws import WSSettings
 from threadloom.errors import RemoteProtocolError
 from threadloom.interfaces.static import StaticFiles
@@ -138,6 +139,14 @@ class HTTPSettings:
         #: body has come (an ASGI app streams it; a bare WebSocket handler has none)
         self.plain_route = None if self.static is not None else _plain_route(asgi, runner)
         self.dispatch_at_once = asgi is not None or runner is None
+        #: HTTP/2: offered when there is an HTTP app (--http auto or 2), and how
+        self.http = config.http
+        self.h2 = config.http != "1" and (asgi is not None or runner is not None)
+        self.h2_max_streams = config.h2_max_streams
+        #: a thread model's way to run a connection's exchanges at once (Service.lend)
+        self.exchanges: ExchangeRunner | None = None
+        #: live HTTP/2 connections, told to GOAWAY when the server stops
+        self.h2_connections: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _plain_route(asgi: ASGIApp | None, runner: WSGIRunner | None) -> Route:

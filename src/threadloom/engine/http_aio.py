@@ -33,6 +33,7 @@ from collections import deque
 from typing import Any, cast
 
 from threadloom.engine.asgi_http import ASGICycle
+from threadloom.engine.h2_aio import H2Protocol
 from threadloom.engine.http1_core import HTTP1Core, HTTPSettings, Route
 from threadloom.engine.outbox import FileSegment, SendBudget
 from threadloom.engine.request_timeout import Deadline, answer_timeout
@@ -41,7 +42,8 @@ from threadloom.engine.sockio import reset_on_close
 from threadloom.engine.ws_aio import ASGIWebSocketCycle, AsyncWebSocket, serve_bare_handler
 from threadloom.engine.wsgi_bridge import WSGIBridge
 from threadloom.interfaces.wsgi import Outcome
-from threadloom.protocols.http1 import Request, RequestBody
+from threadloom.protocols.http1 import Request, RequestBody, error_response
+from threadloom.protocols.http2 import looks_like_preface
 from threadloom.stats import STATS
 
 log = logging.getLogger("threadloom.http")
@@ -97,6 +99,8 @@ class HTTPProtocol(asyncio.Protocol):
         # --timeout-request, while a WSGI app runs on the pool (engine/request_timeout.py)
         self.request_deadline: Deadline | None = None
         self.request_timer: asyncio.TimerHandle | None = None
+        #: the first bytes, until they say whether this is HTTP/2 (its preface) or not
+        self.sniff: bytes | None = b"" if settings.h2 else None
 
     # -- asyncio callbacks (loop thread) ------------------------------------------------------
 
@@ -113,6 +117,9 @@ class HTTPProtocol(asyncio.Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self.sniff is not None:
+            self._sniff(data)
+            return
         if self.ws is not None:
             self.ws.feed(data)
             self._wake()
@@ -133,7 +140,39 @@ class HTTPProtocol(asyncio.Protocol):
         if not self.busy:
             self._next(want)
 
+    def _sniff(self, data: bytes) -> None:
+        """The connection's first bytes: HTTP/2's preface hands it to an
+        :class:`~threadloom.engine.h2_aio.H2Protocol` (prior knowledge, or after ALPN)."""
+        first = self.sniff + data if self.sniff else data
+        preface = looks_like_preface(first) if data else False
+        if preface is None:
+            self.sniff = first
+            return
+        self.sniff = None
+        if not preface:
+            if self.settings.http == "2":
+                log.info("refused HTTP/1.1 from %s: --http 2 serves HTTP/2 only", self.addr)
+                self.write(error_response(505))
+                self.close()
+                return
+            self.data_received(first)
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._cancel_timer()
+        transport = self.transport
+        assert transport is not None
+        h2 = H2Protocol(self.settings, self.runtime, self.loop, self.done, self.addr)
+        transport.set_protocol(h2)
+        h2.connection_made(transport)
+        h2.data_received(first)
+
     def eof_received(self) -> bool:
+        if self.sniff is not None:
+            self.sniff = None
+            self.close()
+            return False
         self.data_received(b"")
         # Keep the transport: a response may still be on its way; we close it. (TLS has no
         # half-close: asyncio closes it anyway, and warns when asked not to.)

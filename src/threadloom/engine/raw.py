@@ -109,6 +109,9 @@ class RawService:
     async def shutdown(self) -> None:
         """Raw handlers have no lifespan."""
 
+    def lend(self, exchanges: Any) -> None:
+        """Raw handlers own their socket: one exchange per connection, nothing to lend."""
+
     def going_away(self) -> None:
         """A raw handler owns its socket; it learns of shutdown when the socket closes."""
 

@@ -19,7 +19,7 @@ from threadloom.engine.http1_core import ASGIApp, HTTPSettings
 from threadloom.engine.http_aio import HTTPProtocol
 from threadloom.engine.preface import Preface
 from threadloom.engine.raw import RawService
-from threadloom.engine.session import AsyncRuntime, Service, Session
+from threadloom.engine.session import AsyncRuntime, ExchangeRunner, Service, Session
 from threadloom.engine.ws import WSSettings
 from threadloom.errors import ConfigError
 from threadloom.interfaces.asgi import scope_template
@@ -70,9 +70,14 @@ class HTTPService:
     async def shutdown(self) -> None:
         """Nothing to do after draining (ASGI overrides this with lifespan)."""
 
+    def lend(self, exchanges: ExchangeRunner | None) -> None:
+        self.settings.exchanges = exchanges
+
     def going_away(self) -> None:
         if self.settings.ws is not None:
             self.settings.ws.going_away()
+        for connection in list(self.settings.h2_connections):
+            connection.going_away()
 
 
 class WSGIService(HTTPService):

@@ -101,6 +101,22 @@ class Session(Protocol):
         ...
 
 
+class ExchangeRunner(Protocol):
+    """What a thread model lends a connection whose exchanges run at the same time
+    (HTTP/2 streams) while its owner keeps reading it. A model without one (``single``)
+    gets SERVE from such a session and runs its exchanges one after another."""
+
+    def submit(self, work: Callable[[], None]) -> bool:
+        """Run ``work`` (one exchange) on a thread that may block; False when the model
+        cannot take more work now (the exchange is then refused on its own)."""
+        ...
+
+    def flush_later(self, sock: socket.socket) -> bool:
+        """Bytes the socket did not take wait in the connection's outbox: have its owner
+        send them (True), or False when the calling thread must wait for the socket."""
+        ...
+
+
 class AsyncRuntime(Protocol):
     """What the asyncio model lends a service: its bounded thread pool."""
 
@@ -133,8 +149,14 @@ class Service(Protocol):
         """Run after the asyncio model has drained (ASGI lifespan)."""
         ...
 
+    def lend(self, exchanges: ExchangeRunner | None) -> None:
+        """A thread model lends its way to run exchanges (HTTP/2 streams); called once,
+        before the first session."""
+        ...
+
     def going_away(self) -> None:
-        """The server is stopping: ask long conversations (WebSockets) to end now (1001).
+        """The server is stopping: ask long conversations (WebSockets, HTTP/2
+        connections: GOAWAY) to end now (1001).
 
         Thread models call it from the thread that stops them, asyncio from its loop.
         """

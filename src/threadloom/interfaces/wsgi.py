@@ -46,6 +46,7 @@ from threadloom.protocols.http1 import (
 )
 from threadloom.protocols.http1.speedups import ACTIVE as SPEEDUPS_ACTIVE
 from threadloom.protocols.http1.speedups import render_whole
+from threadloom.protocols.http2.response import response_headers
 
 log = logging.getLogger("threadloom.app")
 _c_environ: Callable[..., dict[str, Any]] | None = None
@@ -83,6 +84,23 @@ class ResponseSink(Protocol):
 
     def sendfile(self, file: IO[bytes], count: int) -> int:
         """Send up to ``count`` bytes of ``file`` from its current position, zero-copy."""
+        ...
+
+
+class StreamSink(Protocol):
+    """Where an HTTP/2 stream's response goes (``engine/h2``, ``engine/h2_aio``); every call
+    raises OSError once the stream is reset or the connection lost."""
+
+    def respond(self, headers: list[tuple[bytes, bytes]], body: bytes, end: bool) -> None:
+        """The response's header list, and its first body bytes (all of them if ``end``)."""
+        ...
+
+    def send(self, data: bytes, end: bool) -> None:
+        """More of the body (``end``: the last of it)."""
+        ...
+
+    def reset(self) -> None:
+        """The app failed after the response began: reset the stream."""
         ...
 
 
@@ -204,7 +222,18 @@ class WSGIRunner:
     #: method call, where calling an instance goes through ``type.__call__``).
     __call__ = run
 
-    def _respond(self, env: dict[str, Any], exchange: _Exchange) -> Outcome:
+    def run_h2(self, request: Request, body: Any, sink: StreamSink, client: Any) -> Outcome:
+        """:meth:`run` for an HTTP/2 stream: the same environ (``SERVER_PROTOCOL``
+        ``HTTP/2``) and app conventions; the response goes out as a header list and body
+        pieces (``sink``), which the engine frames."""
+        env = self.environ_py(request, body, client)
+        remote = None
+        if self.proxies is not None and self.proxies.trusts_client(client):
+            remote = _forward(env, self.proxies)
+        request_id = _identify(env) if self.request_ids else None
+        return self._respond(env, _H2Exchange(request, sink, request_id, remote))  # type: ignore[arg-type]
+
+    def _respond(self, env: dict[str, Any], exchange: _Exchange | _H2Exchange) -> Outcome:
         try:
             result = self.app(env, exchange.start_response)
         except Exception:
@@ -489,4 +518,77 @@ class _Exchange(_ExchangeBase):
             self.keep_alive = self.keep_alive and self.keep_alive_whole
         else:
             self.keep_alive = self.keep_alive and self.framer is not None and self.framer.keep_alive
+        return self
+
+
+#: ``framer`` of an HTTP/2 exchange whose head has gone out (it frames nothing itself).
+_HEAD_SENT: Any = object()
+
+
+class _H2Exchange(_ExchangeState):
+    """An HTTP/2 stream's response state: the same ``start_response`` rules as
+    :class:`_Exchange` (the same function), a header list instead of a framed head, and
+    a stream reset where HTTP/1.1 would close the connection."""
+
+    __slots__ = ()
+
+    _start_response = _Exchange._start_response
+    sink: StreamSink  # type: ignore[assignment]
+
+    def write(self, data: bytes) -> None:
+        """The legacy ``write()`` callable: send ``data`` now."""
+        if self.framer is None:
+            self._head(data, end=False)
+        elif data:
+            self._data(data, end=False)
+
+    def _head(self, body: bytes, end: bool, length: int | None = None) -> None:
+        if self.headers is None:
+            raise LocalProtocolError("the app sent a body before calling start_response")
+        headers = response_headers(self.status, self.headers, length)
+        if self.request.method == "HEAD":
+            body = b""
+        self.framer = _HEAD_SENT
+        self.sink.respond(headers, body, end)
+        self.sent += len(body)
+
+    def _data(self, data: bytes, end: bool) -> None:
+        if self.request.method == "HEAD":
+            data = b""
+        self.sink.send(data, end)
+        self.sent += len(data)
+
+    def _send_whole(self, body: bytes) -> None:
+        if self.headers is None:
+            raise LocalProtocolError("the app returned before calling start_response")
+        self._head(body, end=True, length=len(body))
+
+    def send_result(self, result: Iterable[bytes]) -> None:
+        if isinstance(result, _SEQUENCES) and len(result) == 1 and self.framer is None:
+            self.send_whole(result[0])
+            return
+        for chunk in result:
+            if chunk:
+                self.write(chunk)
+        if self.framer is None:
+            self.send_whole(b"")
+        else:
+            self._data(b"", end=True)
+
+    def fail(self, what: str) -> Outcome:
+        """Log the app's exception; 500 if nothing was sent yet, else reset the stream."""
+        log.exception("%s %s: %s", self.request.method, self.request.target.decode("latin-1"), what)
+        try:
+            if self.framer is None:
+                self.headers = [("content-type", "text/plain; charset=utf-8")]
+                self.status = 500
+                self._head(b"Internal Server Error\n", end=True, length=22)
+            else:
+                self.sink.reset()
+        except OSError:
+            pass
+        self.status = 500
+        return self
+
+    def outcome(self) -> Outcome:
         return self

@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from threadloom.config import Config
-from threadloom.engine.session import Service, Session
+from threadloom.engine.session import ExchangeRunner, Service, Session
 from threadloom.net.listeners import FD_BACKOFF_S, Listener, OutOfDescriptors, accept
 from threadloom.net.waker import Waker
 from threadloom.stats import STATS, Load
@@ -136,6 +136,12 @@ class ThreadModel(Model):
         self.selector.register(self.waker.fileno(), selectors.EVENT_READ, None)
         self.gate = AcceptGate(self.selector, listeners, self.connections)
         STATS.add_source(self.load)
+        service.lend(self.exchanges())
+
+    def exchanges(self) -> ExchangeRunner | None:
+        """How a connection runs several exchanges at once (HTTP/2 streams), or None: then
+        the connection's own thread runs them one after another (``single``)."""
+        return None
 
     def load(self) -> Load:
         """Threads, busy ones and queued work, for :mod:`threadloom.stats` (a thread each)."""

@@ -46,6 +46,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from threadloom.config import Config
@@ -55,6 +56,7 @@ from threadloom.engine.session import (
     READ_SIZE,
     SERVE,
     WRITE,
+    ExchangeRunner,
     Service,
     Session,
     Want,
@@ -73,7 +75,7 @@ _HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _FULL = select.EPOLLIN  # in _missed: a read filled the buffer
 _WRITABLE = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
 Conn = tuple[socket.socket, Session]
-WorkItem = tuple[int, socket.socket, Session] | None
+WorkItem = tuple[int, socket.socket, Session] | Callable[[], None] | None
 
 
 class EpollMux:
@@ -120,9 +122,28 @@ class PoolModel(ThreadModel):
         self._busy = [False] * config.threads  # slot n is written by worker n only
         self._next_sweep = 0.0
         self._max_queue = config.max_queue
+        self._to_flush: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
 
     def make_selector(self) -> Any:
         return self.mux
+
+    def exchanges(self) -> ExchangeRunner:
+        return self
+
+    def submit(self, work: Callable[[], None]) -> bool:
+        """An exchange of a multiplexed connection (HTTP/2), queued like a connection's
+        request (bounded by --max-queue); the I/O thread keeps reading the connection."""
+        if self._work.qsize() >= self._max_queue:
+            return False
+        self._work.put(work)
+        return True
+
+    def flush_later(self, sock: socket.socket) -> bool:
+        """A worker's exchange left bytes the socket did not take: the I/O thread sends
+        them (it moves the connection to ``_writing`` if the socket stays full)."""
+        self._to_flush.put(sock)
+        self.waker.wake()
+        return True
 
     def describe(self) -> str:
         return f"pool ({self.config.threads} worker threads + 1 I/O thread)"
@@ -176,12 +197,34 @@ class PoolModel(ThreadModel):
                     self._dispatch(fd, sock, session, want)
                 elif target is None:
                     self.waker.drain()
+                    self._flush_asked()
                 elif not self.stopping.is_set():  # a Listener
                     for sock, addr in self.gate.accept(target):
                         self._begin(sock, addr)
             now = time.monotonic()
             if now >= self._next_sweep and len(self.connections):
                 self._sweep(now, close_idle=draining)
+
+    def _flush_asked(self) -> None:
+        """Connections whose workers asked for their output to be sent (flush_later)."""
+        while not self._to_flush.empty():
+            sock = self._to_flush.get()
+            fd = sock.fileno()
+            conn = self.mux.data.get(fd)
+            if fd < 0 or conn is None or conn[0] is not sock or fd not in self._parked:
+                continue  # closed, or being written or served already
+            want = conn[1].flush()
+            if want is WRITE:
+                self._parked.discard(fd)
+                self._writing.add(fd)
+                try:
+                    self.mux.epoll.modify(fd, _WATCHED | select.EPOLLOUT)
+                except OSError:
+                    self._writing.discard(fd)
+                    self._close(fd, sock, conn[1])
+            elif want is CLOSE:
+                self._parked.discard(fd)
+                self._close(fd, sock, conn[1])
 
     def _begin(self, sock: socket.socket, addr: Any) -> None:
         session = self.service.session(sock, addr)
@@ -244,6 +287,13 @@ class PoolModel(ThreadModel):
                 self._next_sweep = deadline
             return
         self._parked.discard(fd)
+        if want is WRITE:  # (HTTP/2: frames the owner made, a PING's answer, a window's worth)
+            self._writing.add(fd)
+            try:
+                self.mux.epoll.modify(fd, _WATCHED | select.EPOLLOUT)
+                return
+            except OSError:
+                self._writing.discard(fd)
         if want is SERVE and self._work.qsize() < self._max_queue:
             self._serving.add(fd)  # only this thread adds, and only for what it owns
             self._work.put((fd, sock, session))
@@ -311,6 +361,14 @@ class PoolModel(ThreadModel):
             item = get()
             if item is None:
                 return
+            if not isinstance(item, tuple):  # an exchange of a multiplexed connection
+                busy[n] = True
+                try:
+                    item()
+                except Exception:
+                    log.exception("exchange failed unexpectedly")
+                busy[n] = False
+                continue
             fd, sock, session = item
             busy[n] = True
             try:

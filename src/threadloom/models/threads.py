@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from threadloom.engine.session import run_blocking
+from threadloom.engine.session import ExchangeRunner, run_blocking
 from threadloom.models.base import ThreadModel
 
 
@@ -37,6 +38,9 @@ class ThreadsModel(ThreadModel):
         finally:
             self.finish()
 
+    def exchanges(self) -> ExchangeRunner:
+        return _ThreadPerExchange()
+
     def _spawn(self, sock: socket.socket, addr: Any) -> None:
         session = self.service.session(sock, addr)
         self.connections.add(sock, session)
@@ -57,3 +61,18 @@ class ThreadsModel(ThreadModel):
             run_blocking(session, sock)
         finally:
             self.connections.remove(sock)
+
+
+class _ThreadPerExchange:
+    """``threads`` runs each exchange of a multiplexed connection (HTTP/2) on a thread of
+    its own, as it runs each connection; the connection's stream limit bounds them."""
+
+    def submit(self, work: Callable[[], None]) -> bool:
+        try:
+            threading.Thread(target=work, daemon=True, name="threadloom-stream").start()
+        except RuntimeError:  # can't start new thread: refuse this stream, not the others
+            return False
+        return True
+
+    def flush_later(self, sock: socket.socket) -> bool:
+        return False  # no I/O thread: the thread that wrote waits for the socket

@@ -105,11 +105,7 @@ def _header_line(name: str | bytes, value: str | bytes) -> tuple[bytes, int, byt
         entry = None
     if entry is not None:
         return entry
-    bname = _as_bytes(name)
-    bvalue = _as_bytes(value)
-    if not bname or bname.translate(None, _TCHAR) or bvalue.translate(None, _VALUE_OK):
-        raise LocalProtocolError(f"invalid response header {bname[:60]!r}: {bvalue[:60]!r}")
-    bvalue = bvalue.strip(b" \t")
+    bname, bvalue = check_field(name, value)
     kind = _KINDS.get(bname.lower(), _PLAIN)
     entry = (b"%s: %s\r\n" % (bname, bvalue), kind, bvalue)
     if len(bvalue) <= _CACHE_VALUE_MAX:
@@ -117,6 +113,17 @@ def _header_line(name: str | bytes, value: str | bytes) -> tuple[bytes, int, byt
             _LINES.clear()  # varying values (lengths, ETags) must not crowd out constant ones
         _LINES[(name, value)] = entry
     return entry
+
+
+def check_field(name: str | bytes, value: str | bytes) -> tuple[bytes, bytes]:
+    """A response field as bytes, its value stripped of surrounding blanks; raises
+    LocalProtocolError unless the name is a token and the value has no CR, LF, NUL or other
+    control (HTTP/1.1 and HTTP/2 alike: ``protocols/http2/response`` calls this too)."""
+    bname = _as_bytes(name)
+    bvalue = _as_bytes(value)
+    if not bname or bname.translate(None, _TCHAR) or bvalue.translate(None, _VALUE_OK):
+        raise LocalProtocolError(f"invalid response header {bname[:60]!r}: {bvalue[:60]!r}")
+    return bname, bvalue.strip(b" \t")
 
 
 class ResponseFramer:

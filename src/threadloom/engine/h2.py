@@ -1,0 +1,349 @@
+"""HTTP/2 for the thread-based models: :class:`H2Core` driven by a reader, streams on workers.
+
+Theory of operation
+-------------------
+An :class:`H2Session` is what an :class:`~threadloom.engine.http.HTTPSession` becomes once
+a client opens with the HTTP/2 preface. Its rules are :mod:`threadloom.engine.h2_core`'s;
+this module moves bytes and runs exchanges, and it is where HTTP/2 differs from HTTP/1.1
+for a model: **several exchanges of one connection run at once, on several threads, while
+the connection's owner keeps reading it.**
+
+* The owner (the pool's I/O thread, or the connection's thread) calls ``feed``: frames go
+  to the core, body bytes to their stream, and each request that is ready goes to the
+  model through ``settings.exchanges`` (:class:`~threadloom.engine.session.ExchangeRunner`:
+  the pool's work queue, a new thread under ``threads``). Under ``single`` there is none:
+  ``feed`` answers SERVE and ``serve`` runs the ready streams one after another.
+* A worker runs the app. It reads the body through :class:`StreamBody` (waiting on the
+  session's condition for the owner to bring more; the window is given back as it takes)
+  and answers through :class:`StreamSink` (HEADERS and DATA framed by the core, cut to the
+  peer's windows).
+* One writer per connection: everything the core frames is appended to the connection's
+  :class:`~threadloom.engine.outbox.Outbox` under the session's lock, in order, and sent as
+  far as the socket takes it at once. What it does not take is flushed by the owner: under
+  ``pool`` the worker asks the I/O thread (``flush_later``) and is free; a model without
+  an I/O thread has the worker wait for the socket itself, as HTTP/1.1 does there.
+* One lock (``lock``) guards the core, the outbox and every stream's state; ``changed``
+  (its condition) wakes workers waiting for body bytes or for a window to open.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from threadloom.engine.body import EMPTY_INPUT, BodyReader
+from threadloom.engine.h2_core import H2Core, H2Stream
+from threadloom.engine.http1_core import HTTPSettings
+from threadloom.engine.outbox import STREAM_QUEUE_MAX, Outbox
+from threadloom.engine.session import CLOSE, READ, SERVE, WRITE, Want
+from threadloom.engine.sockio import reset_on_close, wait_writable
+from threadloom.protocols.http1 import RequestBody
+from threadloom.protocols.http2 import response_headers
+from threadloom.stats import STATS
+
+log = logging.getLogger("threadloom.http")
+
+
+class StreamGone(OSError):
+    """The stream was reset or the connection lost: the app's write fails like a socket's."""
+
+
+class H2Session:
+    """One HTTP/2 connection under a thread model (see the module docstring)."""
+
+    def __init__(
+        self, settings: HTTPSettings, sock: socket.socket, addr: Any, outbox: Outbox
+    ) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.addr = addr
+        self.outbox = outbox
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.core = H2Core(settings, time.monotonic(), addr)
+        self.inline: list[H2Stream] = []  # ready streams, for a model without a runner
+        self.lost = False
+        with self.lock:
+            self._write_out()  # our SETTINGS
+
+    # -- the owner's side (the engine contract, through HTTPSession) ----------------------------
+
+    def feed(self, data: bytes) -> Want:
+        with self.lock:
+            alive = self.core.feed(data, time.monotonic())
+            ready = self.core.take_ready()
+            self._write_out()
+            self.changed.notify_all()
+        if not alive:
+            self._lose()
+        for stream in ready:
+            self._dispatch(stream)
+        return self._want()
+
+    def serve(self) -> Want:
+        """Only without a runner (``single``): the ready streams, one after another."""
+        while self.inline:
+            self._run(self.inline.pop(0))
+        return self._want()
+
+    def flush(self) -> Want:
+        with self.lock:
+            try:
+                done = self.outbox.flush()
+            except OSError:
+                self.outbox.clear()
+                done = True
+                self.lost = True
+            self.changed.notify_all()
+        if not done:
+            return WRITE
+        return self._want()
+
+    def deadline(self) -> float | None:
+        with self.lock:
+            if self.outbox.waiting:
+                return self.outbox.deadline()
+            return self.core.deadline()
+
+    def expire(self) -> Want:
+        with self.lock:
+            if self.outbox.waiting:
+                log.info("%s reads its responses too slowly (--min-send-rate): dropped", self.addr)
+                STATS.slow_reader()
+                self.outbox.clear()
+                reset_on_close(self.sock)
+            else:
+                self.core.expire(time.monotonic())
+                self._write_out()
+        self._lose()
+        return CLOSE
+
+    def overloaded(self) -> None:
+        """Nothing to do: a stream the model could not take was refused on its own."""
+
+    @property
+    def idle(self) -> bool:
+        return self.core.idle and not self.outbox.waiting
+
+    def going_away(self) -> None:
+        """The server is stopping: GOAWAY now; the streams in flight finish."""
+        with self.lock:
+            self.core.going_away()
+            self._write_out()
+
+    def _lose(self) -> None:
+        """The connection ends: wake every worker that waits on it, so it gives up."""
+        with self.lock:
+            self.lost = True
+            self.core._lose_all()
+            self.changed.notify_all()
+
+    def close(self) -> None:
+        self._lose()
+
+    def _want(self) -> Want:
+        with self.lock:
+            if self.outbox.waiting and not self.lost:
+                return WRITE
+            if self.lost or self.core.done:
+                return CLOSE
+            return SERVE if self.inline else READ
+
+    # -- running exchanges ------------------------------------------------------------------------
+
+    def _dispatch(self, stream: H2Stream) -> None:
+        runner = self.settings.exchanges
+        if runner is None:
+            self.inline.append(stream)
+        elif not runner.submit(functools.partial(self._run, stream)):
+            log.warning("work queue full (--max-queue): refusing an HTTP/2 stream")
+            with self.lock:
+                self.core.respond(stream, response_headers(503, [("retry-after", "1")]))
+                self.core.finish(stream, 503, 0, 0.0, time.monotonic())
+                self._write_out()
+
+    def _run(self, stream: H2Stream) -> None:
+        """One exchange, on a thread that may block."""
+        runner = self.settings.runner
+        assert runner is not None, "HTTP/2 is offered only to HTTP apps"
+        request = stream.request
+        body = request.body
+        reader = (
+            EMPTY_INPUT
+            if body.complete and not body.buffered
+            else BodyReader(request, StreamBody(self, stream))
+        )
+        began = time.perf_counter()
+        sink = StreamSink(self, stream)
+        try:
+            outcome = runner.run_h2(request, reader, sink, self.addr)
+        except Exception:
+            log.exception("HTTP/2 stream failed unexpectedly")
+            with self.lock:
+                self.core.fail(stream)
+                self.core.finish(stream, 500, 0, 0.0, time.monotonic())
+                self._write_out()
+            return
+        with self.lock:
+            self.core.finish(
+                stream,
+                outcome.status,
+                outcome.sent,
+                time.perf_counter() - began,
+                time.monotonic(),
+                outcome.remote,
+                outcome.request_id,
+            )
+            STATS.h2_request()
+            self._write_out()
+        self.hand_over()
+
+    # -- writing: one writer per connection -------------------------------------------------------
+
+    def _write_out(self) -> None:
+        """Append what the core framed to the outbox, in order (the lock is held)."""
+        data = self.core.output()
+        if not data or self.lost:
+            return
+        try:
+            self.outbox.send(data)
+        except OSError:
+            self.outbox.clear()
+            self.lost = True
+
+    def hand_over(self) -> None:
+        """After a worker wrote: what the socket did not take goes to the owner (pool), or
+        this thread waits for the socket (models without an I/O thread)."""
+        if not self.outbox.waiting:
+            return
+        runner = self.settings.exchanges
+        if runner is not None and runner.flush_later(self.sock):
+            return
+        self._drain()
+
+    def _drain(self) -> None:
+        """Wait until the outbox is empty, flushing as the socket takes more."""
+        while True:
+            with self.lock:
+                if self.lost or not self.outbox.waiting:
+                    return
+                try:
+                    if self.outbox.flush():
+                        return
+                except OSError:
+                    self.outbox.clear()
+                    self.lost = True
+                    return
+                left = self.outbox.deadline() - time.monotonic()
+            if left <= 0 or not wait_writable(self.sock, left):
+                self.expire()
+                return
+
+    def wait_for(self, stream: H2Stream, ready: Any) -> None:
+        """Wait (the lock held) until ``ready()`` or the stream is gone; StreamGone if it
+        goes, or if ``ready()`` is not so within --timeout-io (a body that stalls, a peer
+        that dribbles its window open: CVE-2019-9511): the stream is then reset."""
+        deadline = time.monotonic() + self.settings.timeout_io
+        while not ready():
+            if stream.reset or self.lost:
+                raise StreamGone("the stream was reset or the connection lost")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.core.fail(stream)
+                self._write_out()
+                raise StreamGone("the stream made no progress for --timeout-io")
+            self.changed.wait(left)
+        if stream.reset or self.lost:
+            raise StreamGone("the stream was reset or the connection lost")
+
+
+class StreamSink:
+    """Where a WSGI app's response for one stream goes (``interfaces.wsgi`` calls it)."""
+
+    __slots__ = ("session", "stream")
+
+    def __init__(self, session: H2Session, stream: H2Stream) -> None:
+        self.session = session
+        self.stream = stream
+
+    def respond(self, headers: list[tuple[bytes, bytes]], body: bytes, end: bool) -> None:
+        session = self.session
+        with session.lock:
+            ok = session.core.respond(self.stream, headers, body, end, time.monotonic())
+            session._write_out()
+        if not ok:
+            raise StreamGone("the stream was reset")
+        self._after_write(end)
+
+    def send(self, data: bytes, end: bool) -> None:
+        session = self.session
+        with session.lock:
+            ok = session.core.send_body(self.stream, data, end, time.monotonic())
+            session._write_out()
+        if not ok:
+            raise StreamGone("the stream was reset")
+        self._after_write(end)
+
+    def _after_write(self, end: bool) -> None:
+        """A streamed response waits while too much of it is queued (for the peer's
+        window or for the socket); a whole one never waits here."""
+        session, stream = self.session, self.stream
+        session.hand_over()
+        if end:
+            return
+        with session.lock:
+            session.wait_for(
+                stream,
+                lambda: (
+                    session.core.queued(stream) <= STREAM_QUEUE_MAX
+                    and session.outbox.waiting <= STREAM_QUEUE_MAX
+                ),
+            )
+
+    def reset(self) -> None:
+        """The app failed after its response began: the stream is reset."""
+        session = self.session
+        with session.lock:
+            session.core.fail(self.stream)
+            session._write_out()
+        session.hand_over()
+
+
+class StreamBody:
+    """``wsgi.input``'s source for one stream: the owner brings the bytes, the app takes."""
+
+    __slots__ = ("session", "stream")
+
+    def __init__(self, session: H2Session, stream: H2Stream) -> None:
+        self.session = session
+        self.stream = stream
+
+    def receive_more(self, body: RequestBody) -> bool:
+        session, stream = self.session, self.stream
+        with session.lock:
+            session.core.continue_(stream)
+            session._write_out()
+            try:
+                session.wait_for(stream, lambda: body.buffered or body.complete or body.truncated)
+            except StreamGone:
+                return False
+            return bool(body.buffered)
+
+    def send(self, data: bytes) -> None:
+        """``100 Continue`` (the reader's HTTP/1.1 bytes are not sent: HTTP/2 frames it)."""
+        session = self.session
+        with session.lock:
+            session.core.continue_(self.stream)
+            session._write_out()
+
+    def take(self, body: RequestBody, size: int) -> bytes:
+        session = self.session
+        with session.lock:
+            data = session.core.take_body(self.stream, size)
+            session._write_out()
+        session.hand_over()
+        return data

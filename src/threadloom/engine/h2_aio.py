@@ -1,0 +1,443 @@
+"""HTTP/2 on the asyncio model: an ``asyncio.Protocol`` driving :class:`H2Core`.
+
+Theory of operation
+-------------------
+:class:`~threadloom.engine.http_aio.HTTPProtocol` hands a connection that opens with the
+HTTP/2 preface to an :class:`H2Protocol` (``transport.set_protocol``). The loop thread owns
+the connection and the core: ``data_received`` feeds it, one timer aims at its deadline,
+and every frame it makes goes to the transport at once, in order (one writer). Each stream
+is an exchange of its own:
+
+* an ASGI app runs on the loop for each stream, at once (eagerly, as over HTTP/1.1), its
+  ``receive`` taking body bytes as they come (the window given back as it takes them) and
+  its ``send`` waiting while the stream's queued body or the transport is over its bound;
+* a WSGI app runs on the model's bounded pool. Its thread reaches the loop only through
+  :class:`LoopStream`, each call run on the loop and waited for
+  (``run_coroutine_threadsafe``), so the core is only ever touched by the loop thread.
+
+Every wait (for body bytes, for a window, for the transport) ends after ``--timeout-io``
+without progress, and the stream is reset; a connection whose windows stay shut is dropped
+by the core's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
+
+from threadloom.engine.asgi_run import start_eagerly
+from threadloom.engine.body import EMPTY_INPUT, BodyReader
+from threadloom.engine.h2_core import H2Core, H2Stream
+from threadloom.engine.http1_core import HTTPSettings
+from threadloom.engine.outbox import STREAM_QUEUE_MAX
+from threadloom.engine.session import AsyncRuntime
+from threadloom.errors import LocalProtocolError
+from threadloom.interfaces.asgi import Message, forward_and_identify, http_scope
+from threadloom.protocols.http1 import RequestBody
+from threadloom.protocols.http2 import response_headers
+from threadloom.stats import STATS
+
+log = logging.getLogger("threadloom.http")
+app_log = logging.getLogger("threadloom.app")
+
+#: The transport's high-water mark: frames beyond it wait in the core, cut to windows.
+HIGH_WATER = 64 * 1024
+
+
+class StreamGone(OSError):
+    """The stream was reset or the connection lost."""
+
+
+class H2Protocol(asyncio.Protocol):
+    """One HTTP/2 connection on the event loop (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: HTTPSettings,
+        runtime: AsyncRuntime,
+        loop: asyncio.AbstractEventLoop,
+        done: asyncio.Future[None],
+        addr: Any,
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.loop = loop
+        self.done = done
+        self.addr = addr
+        self.core = H2Core(settings, time.monotonic(), addr)
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+        self.write_paused = False
+        self.tick: asyncio.Future[None] = loop.create_future()  # resolved on any change
+        self.timer: asyncio.TimerHandle | None = None
+        settings.h2_connections.add(self)
+
+    # -- asyncio callbacks ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        self._flush()
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        core = self.core
+        alive = core.feed(data, time.monotonic())
+        self._flush()
+        self._changed()
+        for stream in core.take_ready():
+            self._start(stream)
+        if not alive or core.done:
+            self._close()
+        else:
+            self._arm()
+
+    def eof_received(self) -> bool:
+        self.data_received(b"")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.core._lose_all()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self._changed()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def pause_writing(self) -> None:
+        """The peer reads slower than we write: stop reading too, so that its PINGs and
+        SETTINGS cannot make us queue answers without bound (CVE-2019-9512, -9515)."""
+        self.write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.transport is not None and not self.lost:
+            self.transport.resume_reading()
+        self._changed()
+
+    # -- the connection ------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Hand the transport what the core framed (after every call into the core)."""
+        data = self.core.output()
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def _changed(self) -> None:
+        """Wake whoever waits for body bytes, a window or the transport."""
+        if not self.tick.done():
+            self.tick.set_result(None)
+            self.tick = self.loop.create_future()
+
+    async def wait_until(self, stream: H2Stream, ready: Callable[[], bool]) -> None:
+        """Wait until ``ready()``; StreamGone if the stream goes or nothing makes it so
+        within ``--timeout-io`` (the stream is then reset)."""
+        deadline = self.loop.time() + self.settings.timeout_io
+        while not ready():
+            if stream.reset or self.lost:
+                raise StreamGone("the stream was reset or the connection lost")
+            left = deadline - self.loop.time()
+            if left <= 0:
+                self.core.fail(stream)
+                self._flush()
+                raise StreamGone("the stream made no progress for --timeout-io")
+            await asyncio.wait((self.tick,), timeout=left)
+        if stream.reset or self.lost:
+            raise StreamGone("the stream was reset or the connection lost")
+
+    def _arm(self) -> None:
+        deadline = self.core.deadline()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if deadline is not None and not self.lost:
+            self.timer = self.loop.call_at(
+                self.loop.time() + (deadline - time.monotonic()), self._expire
+            )
+
+    def _expire(self) -> None:
+        self.timer = None
+        deadline = self.core.deadline()
+        if deadline is None or self.lost:
+            return
+        if deadline > time.monotonic():
+            self._arm()
+            return
+        self.core.expire(time.monotonic())
+        self._flush()
+        self._changed()
+        self._close()
+
+    def _close(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            if transport.get_write_buffer_size():  # close() waits for a flush: bound it
+                self.loop.call_later(self.settings.timeout_io, transport.abort)
+
+    def going_away(self) -> None:
+        """The server is stopping: GOAWAY now; streams in flight finish."""
+        self.core.going_away()
+        self._flush()
+        if self.core.done:
+            self._close()
+
+    @property
+    def idle(self) -> bool:
+        return self.core.idle
+
+    # -- exchanges ---------------------------------------------------------------------------
+
+    def _start(self, stream: H2Stream) -> None:
+        if self.settings.asgi is not None:
+            ASGIStream(self, stream).run()
+            return
+        stream.began = time.perf_counter()
+        future = asyncio.ensure_future(self.runtime.run_sync(self._run_wsgi, stream))
+        future.add_done_callback(lambda done: self._wsgi_done(stream, done))
+
+    def _run_wsgi(self, stream: H2Stream) -> Any:
+        """On a pool thread: the WSGI app, talking to the loop through a LoopStream."""
+        runner = self.settings.runner
+        assert runner is not None
+        body = stream.request.body
+        reader = (
+            EMPTY_INPUT
+            if body.complete and not body.buffered
+            else BodyReader(stream.request, LoopBody(self, stream))
+        )
+        return runner.run_h2(stream.request, reader, LoopStream(self, stream), self.addr)
+
+    def _wsgi_done(self, stream: H2Stream, done: asyncio.Future[Any]) -> None:
+        elapsed = time.perf_counter() - stream.began
+        if done.cancelled() or done.exception() is not None:
+            log.error("HTTP/2 stream failed unexpectedly", exc_info=done.exception())
+            self.core.fail(stream)
+            self.finished(stream, 500, 0, elapsed)
+            return
+        outcome = done.result()
+        self.finished(
+            stream, outcome.status, outcome.sent, elapsed, outcome.remote, outcome.request_id
+        )
+
+    def finished(
+        self,
+        stream: H2Stream,
+        status: int,
+        sent: int,
+        elapsed: float,
+        remote: Any = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.core.finish(stream, status, sent, elapsed, time.monotonic(), remote, request_id)
+        STATS.h2_request()
+        self._flush()
+        if self.core.done:
+            self._close()
+        else:
+            self._arm()
+
+    # -- a stream's output and input (loop thread) -----------------------------------------
+
+    async def respond(
+        self, stream: H2Stream, headers: list[tuple[bytes, bytes]], body: bytes, end: bool
+    ) -> None:
+        if not self.core.respond(stream, headers, body, end, time.monotonic()):
+            raise StreamGone("the stream was reset")
+        self._flush()
+        await self._backpressure(stream, end)
+
+    async def send(self, stream: H2Stream, data: bytes, end: bool) -> None:
+        if not self.core.send_body(stream, data, end, time.monotonic()):
+            raise StreamGone("the stream was reset")
+        self._flush()
+        await self._backpressure(stream, end)
+
+    async def _backpressure(self, stream: H2Stream, end: bool) -> None:
+        """A streamed response waits while too much of it waits (window or transport)."""
+        if end:
+            return
+        await self.wait_until(
+            stream,
+            lambda: self.core.queued(stream) <= STREAM_QUEUE_MAX and not self.write_paused,
+        )
+
+    async def more_body(self, stream: H2Stream) -> bool:
+        """Wait for more of the stream's body; False at its end or when it stalls."""
+        body = stream.request.body
+        self.core.continue_(stream)
+        self._flush()
+        try:
+            await self.wait_until(stream, lambda: bool(body.buffered or body.complete))
+        except StreamGone:
+            return False
+        return bool(body.buffered)
+
+    def take(self, stream: H2Stream, size: int) -> bytes:
+        data = self.core.take_body(stream, size)
+        self._flush()
+        return data
+
+    def reset(self, stream: H2Stream) -> None:
+        self.core.fail(stream)
+        self._flush()
+
+
+class ASGIStream:
+    """One stream's ``receive`` and ``send`` for an ASGI app, on the loop."""
+
+    __slots__ = ("body_done", "complete", "headers", "proto", "sent", "status", "stream")
+
+    def __init__(self, proto: H2Protocol, stream: H2Stream) -> None:
+        self.proto = proto
+        self.stream = stream
+        self.status = 0
+        self.headers: Any = ()
+        self.complete = False
+        self.sent = 0
+        self.body_done = False
+
+    def run(self) -> None:
+        asgi = self.proto.settings.asgi
+        assert asgi is not None
+        self.stream.began = time.perf_counter()
+        scope = http_scope(asgi.template, self.stream.request, self.proto.addr)
+        if asgi.proxies is not None or asgi.request_ids:
+            request_id = forward_and_identify(scope, asgi.proxies, asgi.request_ids)
+            if request_id is not None:
+                self.headers = [(b"x-request-id", request_id.encode("ascii"))]
+        start_eagerly(asgi.app(scope, self.receive, self.send), self.app_done)
+
+    async def receive(self) -> Message:
+        proto, stream = self.proto, self.stream
+        body = stream.request.body
+        while not self.body_done:
+            if stream.reset or proto.lost or body.truncated:
+                break
+            if body.buffered or body.complete:
+                data = proto.take(stream, -1)
+                self.body_done = body.complete and not body.buffered
+                return {"type": "http.request", "body": data, "more_body": not self.body_done}
+            if not await proto.more_body(stream):
+                break
+        while not (self.complete or stream.reset or proto.lost):
+            await proto.tick  # the whole body was delivered: wait for the end
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        proto, stream = self.proto, self.stream
+        if stream.reset or proto.lost:
+            raise StreamGone("the client went away")
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self.status:
+                raise LocalProtocolError("http.response.start sent twice")
+            status = message.get("status")
+            if not isinstance(status, int) or not 100 <= status <= 999:
+                raise LocalProtocolError(f"bad status {status!r} in http.response.start")
+            self.status = status
+            self.headers = [*(message.get("headers") or ()), *self.headers]
+        elif kind == "http.response.body":
+            await self._body(message)
+        else:
+            raise LocalProtocolError(f"unexpected ASGI message {kind!r} for an http scope")
+
+    async def _body(self, message: Message) -> None:
+        if not self.status:
+            raise LocalProtocolError("http.response.body sent before http.response.start")
+        if self.complete:
+            raise LocalProtocolError("http.response.body sent after the response completed")
+        data = message.get("body", b"")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise LocalProtocolError("http.response.body needs bytes")
+        data = bytes(data)
+        more = bool(message.get("more_body", False))
+        if self.stream.request.method == "HEAD":
+            data = b""
+        self.complete = not more
+        if not self.stream.started:
+            length = None if more else len(data)
+            headers = response_headers(self.status, self.headers, length)
+            await self.proto.respond(self.stream, headers, data, not more)
+        else:
+            await self.proto.send(self.stream, data, not more)
+        self.sent += len(data)
+
+    def app_done(self, error: BaseException | None) -> None:
+        proto, stream = self.proto, self.stream
+        request = stream.request
+        elapsed = time.perf_counter() - stream.began
+        if error is not None and not isinstance(error, StreamGone):
+            app_log.error(
+                "%s %s: app raised",
+                request.method,
+                request.target.decode("latin-1"),
+                exc_info=(type(error), error, error.__traceback__),
+            )
+        elif not self.complete and not (stream.reset or proto.lost):
+            app_log.error(
+                "%s %s: app returned without completing its response",
+                request.method,
+                request.target.decode("latin-1"),
+            )
+        if self.complete:
+            proto.finished(stream, self.status, self.sent, elapsed)
+            return
+        if not stream.started and not (stream.reset or proto.lost):
+            text = b"Internal Server Error\n"
+            headers = response_headers(500, [("content-type", "text/plain")], len(text))
+            proto.core.respond(stream, headers, text, True, time.monotonic())
+            proto.finished(stream, 500, 0, elapsed)
+            return
+        proto.reset(stream)
+        proto.finished(stream, self.status or 500, self.sent, elapsed)
+
+
+class LoopStream:
+    """A WSGI app's stream, from its pool thread: every call runs on the loop."""
+
+    __slots__ = ("proto", "stream")
+
+    def __init__(self, proto: H2Protocol, stream: H2Stream) -> None:
+        self.proto = proto
+        self.stream = stream
+
+    def _on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.proto.loop).result()
+
+    # the StreamSink the WSGI runner writes to
+    def respond(self, headers: list[tuple[bytes, bytes]], body: bytes, end: bool) -> None:
+        self._on_loop(self.proto.respond(self.stream, headers, body, end))
+
+    def send(self, data: bytes, end: bool) -> None:
+        self._on_loop(self.proto.send(self.stream, data, end))
+
+    def reset(self) -> None:
+        self.proto.loop.call_soon_threadsafe(self.proto.reset, self.stream)
+
+
+class LoopBody(LoopStream):
+    """``wsgi.input``'s source for a WSGI app's stream, from its pool thread."""
+
+    __slots__ = ()
+
+    def receive_more(self, body: RequestBody) -> bool:
+        return bool(self._on_loop(self.proto.more_body(self.stream)))
+
+    def send(self, data: bytes, end: bool = False) -> None:
+        """``100 Continue``: sent by more_body() when the app first waits (framed there)."""
+
+    def take(self, body: RequestBody, size: int) -> bytes:
+        return bytes(self._on_loop(_call(self.proto.take, self.stream, size)))
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)

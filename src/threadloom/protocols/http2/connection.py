@@ -1,0 +1,339 @@
+"""One HTTP/2 server connection, sans I/O: h2 behind a seam of threadloom's own events.
+
+Theory of operation
+-------------------
+:meth:`H2Connection.receive` takes bytes and returns a list of events:
+
+* :class:`Opened` -- a request's header block, as a
+  :class:`~threadloom.protocols.http1.Request` (``http_version`` ``"2"``, a ``host``
+  field made from ``:authority`` when the client sent none, ``upgrade`` set to the
+  ``:protocol`` of an extended CONNECT, RFC 8441);
+* :class:`DataIn` -- body bytes for a stream (``flow`` is what they cost the window: give
+  it back with :meth:`H2Connection.consumed` once the app has taken them, never before);
+* :class:`Reset` -- the peer reset a stream, or made us reset it (a frame not allowed in
+  the stream's state: ``by_peer`` is False then);
+* :class:`WindowOpened` -- the peer opened a window (stream 0: the connection's);
+* :class:`Closed` -- the connection is over: the peer's GOAWAY, or a connection error of
+  the peer's, for which a GOAWAY with ``code`` is already queued.
+
+What h2 leaves to its user and this module adds:
+
+* The stream limit. We advertise ``max_streams``; a client that opens more gets
+  ``REFUSED_STREAM`` for each extra stream (RFC 9113 5.1.2 allows it, and a client may
+  retry), and one that opens twice as many is a connection error.
+* :attr:`H2Connection.control_frames`: how many frames that carry no request data the peer
+  has sent (PING, SETTINGS, PRIORITY, RST_STREAM, WINDOW_UPDATE, unknown types, empty DATA),
+  and :attr:`H2Connection.provoked_resets`: how many RST_STREAMs its frames made us send.
+  The engine weighs them against time (floods: CVE-2019-9512/-9514/-9515/-9516/-9518,
+  CVE-2023-44487, CVE-2025-8671); a protocol core has no clock.
+
+h2 itself checks the frames, HPACK (the decoded header list is bounded by
+``max_header_list``: CVE-2016-6581), CONTINUATION backlogs (64 frames: CVE-2024-27316),
+pseudo-headers (present, known, once, first), lower-case and connection-specific names,
+``:authority`` against ``Host``, and ``content-length`` against the DATA received.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import RstStreamFrame
+
+from threadloom.protocols.http1 import Request
+
+__all__ = [
+    "PREFACE",
+    "Closed",
+    "DataIn",
+    "ErrorCodes",
+    "H2Connection",
+    "H2Limits",
+    "Opened",
+    "Reset",
+    "WindowOpened",
+    "looks_like_preface",
+]
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def looks_like_preface(data: bytes) -> bool | None:
+    """True if ``data`` opens with the client preface, False if it cannot, None if too
+    short to say (a prefix of it)."""
+    size = min(len(data), len(PREFACE))
+    if data[:size] != PREFACE[:size]:
+        return False
+    return True if len(data) >= len(PREFACE) else None
+
+
+@dataclass(frozen=True)
+class H2Limits:
+    """What one connection may cost; see DESIGN.md's defaults that protect the server."""
+
+    #: streams in flight per connection (SETTINGS_MAX_CONCURRENT_STREAMS)
+    max_streams: int = 100
+    #: the decoded header list of one request, in bytes (--max-header-size)
+    max_header_list: int = 64 * 1024
+    #: the body of one request (--max-body-size)
+    max_body: int = 1024**3
+    #: SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441): offer WebSockets over HTTP/2
+    connect_protocol: bool = False
+
+
+class Opened:
+    __slots__ = ("ended", "request", "stream_id")
+
+    def __init__(self, stream_id: int, request: Request, ended: bool) -> None:
+        self.stream_id = stream_id
+        self.request = request
+        self.ended = ended
+
+
+class DataIn:
+    __slots__ = ("data", "ended", "flow", "stream_id")
+
+    def __init__(self, stream_id: int, data: bytes, flow: int, ended: bool) -> None:
+        self.stream_id = stream_id
+        self.data = data
+        self.flow = flow
+        self.ended = ended
+
+
+class Reset:
+    __slots__ = ("by_peer", "code", "stream_id")
+
+    def __init__(self, stream_id: int, code: int, by_peer: bool) -> None:
+        self.stream_id = stream_id
+        self.code = code
+        self.by_peer = by_peer
+
+
+class WindowOpened:
+    __slots__ = ("stream_id",)
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+
+
+class Closed:
+    __slots__ = ("by_peer", "code", "reason")
+
+    def __init__(self, code: int, by_peer: bool, reason: str) -> None:
+        self.code = code
+        self.by_peer = by_peer
+        self.reason = reason
+
+
+class FrameSeen:
+    """Not an event: the kinds counted in :attr:`H2Connection.control_frames`."""
+
+    KINDS = (
+        h2.events.PingReceived,
+        h2.events.RemoteSettingsChanged,
+        h2.events.SettingsAcknowledged,
+        h2.events.PriorityUpdated,
+        h2.events.UnknownFrameReceived,
+        h2.events.WindowUpdated,
+        h2.events.StreamReset,
+    )
+
+
+Event = Opened | DataIn | Reset | WindowOpened | Closed
+
+
+class _Settings(h2.settings.Settings):
+    """Our local settings: the stream limit h2 enforces as a connection error is twice the
+    one we advertise, so that between the two we answer REFUSED_STREAM (a stream error)."""
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        return 2 * int(self[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS])
+
+    @max_concurrent_streams.setter
+    def max_concurrent_streams(self, value: int) -> None:
+        self[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = value
+
+
+class _Core(h2.connection.H2Connection):
+    """h2's connection, counting the RST_STREAM frames it queues."""
+
+    resets_queued = 0
+
+    def _prepare_for_sending(self, frames: list[Any]) -> None:
+        for frame in frames:
+            if type(frame) is RstStreamFrame:
+                self.resets_queued += 1
+        super()._prepare_for_sending(frames)
+
+
+_CONFIG = h2.config.H2Configuration(
+    client_side=False,
+    header_encoding=None,
+    validate_inbound_headers=True,
+    normalize_inbound_headers=True,
+    # response_headers() builds valid, lower-case lists: checking them twice costs time
+    validate_outbound_headers=False,
+    normalize_outbound_headers=False,
+)
+
+
+class H2Connection:
+    """One server connection (see the module docstring). Not thread-safe: the engine
+    holds the connection's lock around every call."""
+
+    def __init__(self, limits: H2Limits) -> None:
+        self.limits = limits
+        core = self.core = _Core(_CONFIG)
+        settings = {
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_streams,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list,
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+        }
+        if limits.connect_protocol:
+            settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
+        core.local_settings = _Settings(client=False, initial_values=settings)
+        core.decoder.max_header_list_size = limits.max_header_list
+        core.initiate_connection()
+        #: frames carrying no request data the peer sent, and resets its frames caused
+        self.control_frames = 0
+        self.provoked_resets = 0
+        #: streams given to the engine and not yet given back (done()): a reset stream whose
+        #: exchange still runs keeps its place, so resets cannot make work pile up
+        self.open_streams = 0
+        self.closed = False
+
+    # -- bytes in ------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> list[Event]:
+        """Feed bytes from the peer; the events they make (see the module docstring)."""
+        core = self.core
+        before = core.resets_queued
+        try:
+            raw: list[Any] = core.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:  # h2 has queued the GOAWAY
+            self.closed = True
+            return [Closed(int(exc.error_code), False, str(exc) or type(exc).__name__)]
+        self.provoked_resets += core.resets_queued - before
+        events: list[Event] = []
+        for event in raw:
+            kind = type(event)
+            if kind is h2.events.DataReceived:
+                if not event.flow_controlled_length and not event.stream_ended:
+                    self.control_frames += 1  # an empty DATA frame: nothing for anyone
+                events.append(
+                    DataIn(
+                        event.stream_id,
+                        event.data,
+                        event.flow_controlled_length,
+                        event.stream_ended is not None,
+                    )
+                )
+            elif kind is h2.events.RequestReceived:
+                self._opened(event, events)
+            elif kind is h2.events.StreamEnded:
+                events.append(DataIn(event.stream_id, b"", 0, True))
+            elif kind is h2.events.TrailersReceived:
+                continue  # trailers: the body has ended (StreamEnded follows); none kept
+            elif kind is h2.events.ConnectionTerminated:
+                self.closed = True
+                events.append(Closed(int(event.error_code or 0), True, "GOAWAY from the peer"))
+            else:
+                if kind in FrameSeen.KINDS:
+                    self.control_frames += 1
+                if kind is h2.events.StreamReset:
+                    events.append(
+                        Reset(event.stream_id, int(event.error_code), bool(event.remote_reset))
+                    )
+                elif kind is h2.events.WindowUpdated:
+                    events.append(WindowOpened(event.stream_id))
+        return events
+
+    def _opened(self, event: Any, events: list[Event]) -> None:
+        stream_id = event.stream_id
+        if self.open_streams >= self.limits.max_streams:
+            self.core.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        self.open_streams += 1
+        events.append(Opened(stream_id, _request(event.headers), event.stream_ended is not None))
+
+    # -- bytes out -------------------------------------------------------------------------
+
+    def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end: bool) -> None:
+        self.core.send_headers(stream_id, headers, end_stream=end)
+
+    def window(self, stream_id: int) -> int:
+        """How many body bytes may go out on the stream now (flow control and frame size)."""
+        core = self.core
+        return min(core.local_flow_control_window(stream_id), core.max_outbound_frame_size)
+
+    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
+        """One DATA frame; ``data`` must fit :meth:`window`."""
+        self.core.send_data(stream_id, data, end_stream=end)
+
+    def end(self, stream_id: int) -> None:
+        self.core.end_stream(stream_id)
+
+    def reset(self, stream_id: int, code: int) -> None:
+        """Reset a stream (an app that failed mid-response: INTERNAL_ERROR)."""
+        try:
+            self.core.reset_stream(stream_id, code)
+        except h2.exceptions.StreamClosedError:
+            pass  # the peer reset it first
+
+    def done(self, stream_id: int) -> None:
+        """The engine is finished with a stream it was given (answered or reset)."""
+        self.open_streams -= 1
+
+    def consumed(self, stream_id: int, flow: int) -> None:
+        """The app took ``flow`` body bytes: the peer may send as many more."""
+        if flow:
+            self.core.acknowledge_received_data(flow, stream_id)
+
+    def going_away(self, code: int = ErrorCodes.NO_ERROR) -> None:
+        """GOAWAY naming the last stream we took: nothing newer will be served."""
+        if not self.closed:
+            self.closed = True
+            self.core.close_connection(code, last_stream_id=self.core.highest_inbound_stream_id)
+
+    def stream_open(self, stream_id: int) -> bool:
+        """Can we still send on the stream (not reset, not closed)?"""
+        stream = self.core.streams.get(stream_id)
+        return stream is not None and stream.open
+
+    def data_to_send(self) -> bytes:
+        return self.core.data_to_send()
+
+
+def _request(headers: list[tuple[bytes, bytes]]) -> Request:
+    """A request head from a validated header list (pseudo-headers come first)."""
+    request = Request()
+    request.http_version = "2"
+    request.keep_alive = True
+    authority = host = None
+    fields = request.headers
+    for name, value in headers:
+        if name[0] == 58:  # b":"
+            if name == b":method":
+                request.method = value.decode("latin-1")
+            elif name == b":path":
+                request.set_target(value)
+            elif name == b":authority":
+                authority = value
+            elif name == b":protocol":
+                request.upgrade = value
+            continue
+        if name == b"host":
+            host = value
+        elif name == b"content-length" and value.isdigit():
+            request.content_length = int(value)
+        fields.append((name, value))
+    if host is None and authority is not None:
+        fields.insert(0, (b"host", authority))
+    return request
