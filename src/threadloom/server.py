@@ -81,7 +81,11 @@ class Server:
             if not self.listeners:  # a supervisor's worker arrives with them bound
                 for address in self.config.bind:
                     self.listeners.append(bind(address, self.config.reuse_port))
-            tls = server_context(self.config, alpn=loaded.interface != "raw")
+            tls = server_context(
+                self.config,
+                alpn=loaded.interface != "raw",
+                h2=loaded.interface in ("wsgi", "asgi"),
+            )
             model_cls = model_class(self.config.model)
             service = build_service(
                 loaded,

@@ -39,8 +39,8 @@ from threadloom.engine.body import EMPTY_INPUT, BodyReader
 from threadloom.engine.h2_core import H2Core, H2Stream
 from threadloom.engine.http1_core import HTTPSettings
 from threadloom.engine.outbox import STREAM_QUEUE_MAX, Outbox
-from threadloom.engine.session import CLOSE, READ, SERVE, WRITE, Want
-from threadloom.engine.sockio import reset_on_close, wait_writable
+from threadloom.engine.session import CLOSE, READ, READ_SIZE, SERVE, WRITE, Want
+from threadloom.engine.sockio import reset_on_close, wait_readable, wait_writable
 from threadloom.protocols.http1 import RequestBody
 from threadloom.protocols.http2 import response_headers
 from threadloom.stats import STATS
@@ -60,6 +60,8 @@ class H2Session:
     ) -> None:
         self.settings = settings
         self.sock = sock
+        #: the socket the model watches (under TLS, ``sock`` is the TLSStream over it)
+        self.raw: socket.socket = getattr(sock, "sock", sock)
         self.addr = addr
         self.outbox = outbox
         self.lock = threading.Lock()
@@ -115,7 +117,7 @@ class H2Session:
                 log.info("%s reads its responses too slowly (--min-send-rate): dropped", self.addr)
                 STATS.slow_reader()
                 self.outbox.clear()
-                reset_on_close(self.sock)
+                reset_on_close(self.raw)
             else:
                 self.core.expire(time.monotonic())
                 self._write_out()
@@ -221,7 +223,7 @@ class H2Session:
         if not self.outbox.waiting:
             return
         runner = self.settings.exchanges
-        if runner is not None and runner.flush_later(self.sock):
+        if runner is not None and runner.flush_later(self.raw):
             return
         self._drain()
 
@@ -239,7 +241,7 @@ class H2Session:
                     self.lost = True
                     return
                 left = self.outbox.deadline() - time.monotonic()
-            if left <= 0 or not wait_writable(self.sock, left):
+            if left <= 0 or not wait_writable(self.raw, left):
                 self.expire()
                 return
 
@@ -256,9 +258,30 @@ class H2Session:
                 self.core.fail(stream)
                 self._write_out()
                 raise StreamGone("the stream made no progress for --timeout-io")
-            self.changed.wait(left)
+            if self.settings.exchanges is None:
+                self._read_here(left)  # this thread is the connection's owner (single)
+            else:
+                self.changed.wait(left)
         if stream.reset or self.lost:
             raise StreamGone("the stream was reset or the connection lost")
+
+    def _read_here(self, timeout: float) -> None:
+        """Without a runner the thread running an exchange also owns the connection: it
+        reads and feeds the next bytes itself (the lock held on entry and on return);
+        requests that become ready meanwhile wait their turn in ``inline``."""
+        self.lock.release()
+        try:
+            if not wait_readable(self.raw, timeout):
+                return
+            try:
+                data = self.sock.recv(READ_SIZE)
+            except BlockingIOError:
+                return  # (TLS: not a whole record yet)
+            except OSError:
+                data = b""
+            self.feed(data)
+        finally:
+            self.lock.acquire()
 
 
 class StreamSink:

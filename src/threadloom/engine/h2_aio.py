@@ -360,14 +360,15 @@ class ASGIStream:
             raise LocalProtocolError("http.response.body needs bytes")
         data = bytes(data)
         more = bool(message.get("more_body", False))
+        length = None if more else len(data)
         if self.stream.request.method == "HEAD":
             data = b""
-        self.complete = not more
         if not self.stream.started:
-            length = None if more else len(data)
-            headers = response_headers(self.status, self.headers, length)
+            headers = response_headers(self.status, self.headers, length)  # may refuse
+            self.complete = not more
             await self.proto.respond(self.stream, headers, data, not more)
         else:
+            self.complete = not more
             await self.proto.send(self.stream, data, not more)
         self.sent += len(data)
 

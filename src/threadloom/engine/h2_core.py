@@ -189,12 +189,15 @@ class H2Core:
             self._maybe_ready(stream)
 
     def _maybe_ready(self, stream: H2Stream) -> None:
+        """HTTP/1.1's rule (``HTTP1Core._ready``), and one of HTTP/2's own: a body the peer
+        cannot send more of until the app takes some (its window is spent) goes now."""
         body = stream.request.body
         if (
             self.settings.dispatch_at_once
             or body.complete
             or stream.request.expect_continue
             or body.buffered >= DISPATCH_BODY_BYTES
+            or (body.buffered and self.conn.peer_window(stream.id) <= 0)
         ):
             stream.dispatched = True
             self.ready.append(stream)

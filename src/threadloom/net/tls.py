@@ -22,8 +22,10 @@ from threadloom.config import Config
 from threadloom.errors import ConfigError
 
 
-def server_context(config: Config, alpn: bool = True) -> ssl.SSLContext | None:
-    """The TLS context ``config`` asks for, or None for plain TCP; ConfigError if unusable."""
+def server_context(config: Config, alpn: bool = True, h2: bool = False) -> ssl.SSLContext | None:
+    """The TLS context ``config`` asks for, or None for plain TCP; ConfigError if unusable.
+
+    ``alpn``: offer HTTP by ALPN; ``h2``: HTTP/2 too, first (``--http`` says which)."""
     if not config.certfile:
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -38,7 +40,7 @@ def server_context(config: Config, alpn: bool = True) -> ssl.SSLContext | None:
         required = config.ssl_cert_reqs == "required"
         context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
     if alpn:
-        context.set_alpn_protocols(["http/1.1"])
+        context.set_alpn_protocols(alpn_protocols(config.http if h2 else "1"))
     return context
 
 
@@ -51,3 +53,8 @@ def _load(action: Callable[..., object], what: str, *args: object) -> None:
     except (ssl.SSLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or str(exc)
         raise ConfigError(f"{what}: cannot use {args[0]!s}: {reason}") from None
+
+
+def alpn_protocols(http: str) -> list[str]:
+    """What ALPN offers for ``--http``: ``h2`` before ``http/1.1``, as browsers prefer."""
+    return {"1": ["http/1.1"], "2": ["h2"]}.get(http, ["h2", "http/1.1"])

@@ -44,7 +44,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
-from hyperframe.frame import RstStreamFrame
+from hyperframe.frame import GoAwayFrame, RstStreamFrame
 
 from threadloom.protocols.http1 import Request
 
@@ -273,6 +273,14 @@ class H2Connection:
         core = self.core
         return min(core.local_flow_control_window(stream_id), core.max_outbound_frame_size)
 
+    def peer_window(self, stream_id: int) -> int:
+        """How many more body bytes the peer may send on the stream before we give back
+        what it sent (the smaller of the stream's and the connection's windows)."""
+        try:
+            return int(self.core.remote_flow_control_window(stream_id))
+        except h2.exceptions.StreamClosedError:
+            return 0
+
     def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
         """One DATA frame; ``data`` must fit :meth:`window`."""
         self.core.send_data(stream_id, data, end_stream=end)
@@ -286,6 +294,8 @@ class H2Connection:
             self.core.reset_stream(stream_id, code)
         except h2.exceptions.StreamClosedError:
             pass  # the peer reset it first
+        except h2.exceptions.ProtocolError:
+            pass  # the connection is over: nothing more goes out
 
     def done(self, stream_id: int) -> None:
         """The engine is finished with a stream it was given (answered or reset)."""
@@ -293,14 +303,27 @@ class H2Connection:
 
     def consumed(self, stream_id: int, flow: int) -> None:
         """The app took ``flow`` body bytes: the peer may send as many more."""
-        if flow:
+        if flow and not self.core.state_machine.state == h2.connection.ConnectionState.CLOSED:
             self.core.acknowledge_received_data(flow, stream_id)
 
     def going_away(self, code: int = ErrorCodes.NO_ERROR) -> None:
-        """GOAWAY naming the last stream we took: nothing newer will be served."""
-        if not self.closed:
-            self.closed = True
-            self.core.close_connection(code, last_stream_id=self.core.highest_inbound_stream_id)
+        """GOAWAY naming the last stream we took: nothing newer will be served.
+
+        An error ends the connection at once (h2 then refuses to send anything more). A
+        graceful GOAWAY (NO_ERROR, the server is stopping) must let the streams in flight
+        finish, which h2's ``close_connection`` would forbid: the frame is queued as it is,
+        and newer streams are refused by the engine."""
+        if self.closed:
+            return
+        self.closed = True
+        core = self.core
+        if code != ErrorCodes.NO_ERROR:
+            core.close_connection(code, last_stream_id=core.highest_inbound_stream_id)
+            return
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = core.highest_inbound_stream_id
+        frame.error_code = code
+        core._prepare_for_sending([frame])
 
     def stream_open(self, stream_id: int) -> bool:
         """Can we still send on the stream (not reset, not closed)?"""
