@@ -212,17 +212,26 @@ class Supervisor:
         if limit:
             limit += random.randint(0, self.config.max_requests_jitter)
         parent = os.getpid()
-        pid = os.fork()
+        # Signals wait until the child has its own handlers: one that reached it with ours
+        # (the SIGTERM of a superseded replacement, say) would be recorded and forgotten.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*_HANDLED, signal.SIGQUIT})
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid == 0:
             status = 1
             try:
                 ours.close()
                 self._become_worker(parent)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what waited acts now
                 status = run_worker(self.app, self.config, self.plan, theirs, limit)
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
             finally:
                 finish_child(status)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         theirs.close()
         worker = Worker(pid, slot, ours, time.monotonic(), replaces, hup=hup)
         self.workers[pid] = worker
