@@ -84,6 +84,10 @@ BROKEN = {
         "raise RuntimeError('no config')\n",
         r"cannot import 'hupapp': RuntimeError: no config \(.*hupapp\.py:1\)",
     ),
+    "sys-exit": (
+        "import sys\nsys.exit('no DATABASE_URL')\n",
+        r"the app called sys\.exit\('no DATABASE_URL'\)",
+    ),
     "exits": (
         "import os\nos._exit(7)\n",
         r"worker \d+ exited before it was ready \(exit status 7\)",
@@ -211,7 +215,7 @@ def test_a_syntax_error_on_sighup_leaves_the_old_code_serving(
     check_broken_code(spawn, tmp_path, model, "syntax")
 
 
-@pytest.mark.parametrize("how", ["raises", "exits"])
+@pytest.mark.parametrize("how", ["raises", "sys-exit", "exits"])
 def test_new_code_that_fails_at_import_leaves_the_old_code_serving(
     spawn: Spawn, tmp_path: Path, how: str
 ) -> None:

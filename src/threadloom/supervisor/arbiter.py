@@ -31,8 +31,9 @@ Rules:
 
 * A worker that dies unexpectedly is restarted at once; one that keeps dying young (before
   it was ready, or within ``EARLY_S``) waits 0.5 s, 1 s, 2 s ... up to 30 s. If workers
-  keep dying before any was ever ready, or a worker reports ``fatal`` (its ASGI lifespan
-  failed, say), the whole server stops with that one line instead of looping.
+  keep dying before any was ever ready, or a worker reports ``fatal`` (the app does not
+  import, its ASGI lifespan failed) before the server ever served, the whole server stops
+  with that one line instead of looping.
 * SIGHUP and ``--max-requests`` *replace* workers: the new one is forked first, and the old
   one gets SIGTERM only once the new one is ready (after its ASGI lifespan startup), so
   capacity never drops. A replacement that fails before it is ready (its ``fatal`` reason:

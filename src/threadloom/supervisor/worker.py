@@ -92,6 +92,9 @@ def run_worker(
     except ConfigError as exc:
         channel.send({"t": "fatal", "error": str(exc)})
         return EXIT_FATAL
+    except SystemExit as exc:  # sys.exit() in the app's import: its reason, not a traceback
+        channel.send({"t": "fatal", "error": f"the app called sys.exit({exc.code!r})"})
+        return EXIT_FATAL
     if limit:
         STATS.on_request = Budget(limit, channel).spend
     stopper = Stopper(server, config.graceful_timeout + KILL_GRACE_S)
