@@ -270,10 +270,13 @@ def test_a_lifespan_that_fails_on_sighup_leaves_the_old_workers_serving(
     terminate(proc)
 
 
-def test_preload_keeps_the_code_imported_at_start(spawn: Spawn, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_preload_keeps_the_code_imported_at_start(spawn: Spawn, tmp_path: Path, how: str) -> None:
     write_app(tmp_path, "one")
-    args = ("--workers", "2", "--preload", "--bind", "127.0.0.1:0", "--no-access-log")
-    proc = spawn("hupapp:app", *args, cwd=tmp_path)
+    flags = ["--preload"] if how == "flag" else []
+    env = {"THREADLOOM_PRELOAD": "1"} if how == "env" else {}
+    args = ("--workers", "2", *flags, "--bind", "127.0.0.1:0", "--no-access-log")
+    proc = spawn("hupapp:app", *args, cwd=tmp_path, env=env)
     where, old = serving(proc)
     write_app(tmp_path, "second")
     proc.send(signal.SIGHUP)
@@ -299,6 +302,15 @@ def test_an_app_that_does_not_import_at_start_is_one_line(
     lines = text.splitlines()
     assert len(lines) == 1, text
     assert re.fullmatch(r"threadloom: error: " + BROKEN["syntax"][1], lines[0]), text
+
+
+def test_preload_without_workers_is_one_line(spawn: Spawn, tmp_path: Path) -> None:
+    write_app(tmp_path, "one")
+    status, text = spawn("hupapp:app", "--preload", cwd=tmp_path).finish()
+    assert status == 2, text
+    assert text.splitlines() == [
+        "threadloom: error: --preload needs --workers: one process imports the app anyway"
+    ]
 
 
 def test_a_replacement_after_max_requests_that_cannot_start_keeps_its_worker(
