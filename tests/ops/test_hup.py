@@ -15,6 +15,8 @@ import http.client
 import os
 import re
 import signal
+import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.ops.support import Proc, address, get, scaled, terminate, wait_gone
+from tests.ops.test_activation import AS_SYSTEMD
 from threadloom.testing import MODELS
 
 Spawn = Callable[..., Proc]
@@ -371,3 +374,26 @@ def test_a_second_sighup_supersedes_new_code_still_starting(spawn: Spawn, tmp_pa
     assert all(wait_gone(pid) for pid in old), proc.text
     assert set(versions(answered(where))) == {"third!"}
     terminate(proc)
+
+
+def test_sighup_with_a_socket_from_systemd(spawn: Spawn, tmp_path: Path) -> None:
+    """Socket activation: the workers of every round serve systemd's socket, new code too."""
+    write_app(tmp_path, "one")
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        fd = listening.fileno()
+        argv = [sys.executable, "-c", AS_SYSTEMD, str(fd), "hupapp:app", "--workers", "2"]
+        proc = spawn(argv=[*argv, "--no-access-log"], pass_fds=[fd], cwd=tmp_path)
+        where, old = serving(proc)
+        assert where == listening.getsockname()
+        with Load(where).running() as load:
+            load.wait_for(20)
+            write_app(tmp_path, "second")
+            proc.send(signal.SIGHUP)
+            swap(proc)
+            assert all(wait_gone(pid) for pid in old), proc.text
+            load.wait_for(20)
+        assert load.failures == [], load.failures[:5]
+        assert set(versions(answered(where))) == {"second"}
+        terminate(proc)
