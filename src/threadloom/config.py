@@ -82,6 +82,11 @@ class Config:
     workers: int = setting(
         0, "worker processes under a supervisor that restarts them (0: serve in this process)"
     )
+    preload: bool = setting(
+        False,
+        "with --workers: import the app once, in the supervisor, before forking (memory shared "
+        "copy-on-write); SIGHUP then restarts workers on the code imported at start",
+    )
     max_requests: int = setting(0, "with --workers: replace a worker after this many requests")
     max_requests_jitter: int = setting(
         0, "add 0..N requests at random to --max-requests per worker, so they restart apart"
@@ -212,6 +217,8 @@ class Config:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
         if self.max_requests and not self.workers:
             raise ConfigError("--max-requests needs --workers: a supervisor replaces the worker")
+        if self.preload and not self.workers:
+            raise ConfigError("--preload needs --workers: one process imports the app anyway")
         for name in ("timeout_header", "timeout_keep_alive", "timeout_io"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")

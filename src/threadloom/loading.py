@@ -83,7 +83,13 @@ def import_app(target: str) -> Any:
 
 def _describe(exc: BaseException) -> str:
     """One line: the exception and where the user's code raised it."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    if isinstance(exc, SyntaxError):  # its message names the file and line already
+        return f"{type(exc).__name__}: {exc}"
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<frozen ")  # importlib's own, never the user's
+    ]
     where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     return f"{type(exc).__name__}: {exc}{where}"
 

@@ -123,6 +123,7 @@ class AsyncioModel(Model):
         finally:
             for task in accepting:
                 task.cancel()
+            await asyncio.gather(*accepting, return_exceptions=True)  # see _accept
             for listener in self.listeners:
                 listener.close()
             self.service.going_away()
@@ -165,7 +166,7 @@ class AsyncioModel(Model):
                 self._slot_free.clear()
                 await self._slot_free.wait()
             try:
-                sock, addr = await loop.sock_accept(listener.sock)
+                sock, addr = await self._accept(loop, listener)
             except OSError as exc:
                 if exc.errno in OUT_OF_FDS:
                     log.warning(
@@ -178,12 +179,60 @@ class AsyncioModel(Model):
                     log.error("accept on %s failed: %s", listener.url, exc)
                     await asyncio.sleep(FD_BACKOFF_S)
                 continue
-            if sock.family != socket.AF_UNIX:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            task = asyncio.create_task(self._serve_connection(sock, addr or listener.url))
-            self._tasks[task] = sock
-            task.add_done_callback(self._forget)
-            STATS.opened()
+            self._open(sock, addr or listener.url)
+
+    async def _accept(
+        self, loop: asyncio.AbstractEventLoop, listener: Listener
+    ) -> tuple[socket.socket, Any]:
+        """``loop.sock_accept``, but a stop never loses a connection already accepted.
+
+        asyncio's and uvloop's drop the accepted socket when the task is cancelled between
+        the accept and its resumption; its client, whose request is on the way, gets a
+        reset. A graceful stop under load (each old worker on SIGHUP) hit that window.
+        Here a connection accepted before the cancellation is served like any other.
+        """
+        sock = listener.sock
+        try:
+            conn, addr = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            pass
+        else:
+            conn.setblocking(False)
+            return conn, addr
+        accepted: asyncio.Future[tuple[socket.socket, Any]] = loop.create_future()
+
+        def readable() -> None:
+            if accepted.done():
+                return
+            try:
+                conn, addr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                accepted.set_exception(exc)
+            else:
+                conn.setblocking(False)
+                accepted.set_result((conn, addr))
+            loop.remove_reader(sock)
+
+        loop.add_reader(sock, readable)
+        try:
+            return await accepted
+        except asyncio.CancelledError:
+            loop.remove_reader(sock)
+            if accepted.done() and not accepted.cancelled() and accepted.exception() is None:
+                conn, addr = accepted.result()
+                self._open(conn, addr or listener.url)
+            raise
+
+    def _open(self, sock: socket.socket, addr: Any) -> None:
+        """Serve a new connection on a task of its own."""
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        task = asyncio.create_task(self._serve_connection(sock, addr))
+        self._tasks[task] = sock
+        task.add_done_callback(self._forget)
+        STATS.opened()
 
     async def _serve_connection(self, sock: socket.socket, addr: Any) -> None:
         try:

@@ -2,10 +2,22 @@
 
 Theory of operation
 -------------------
-The supervisor imports and checks the app exactly as a single-process server does (so a
-broken app fails with the same one line, before anything forks), binds every listener
-once, and forks the workers, which inherit both (:mod:`threadloom.supervisor.worker`). It
-never starts a thread: everything it does happens in one selector loop whose selector data
+The supervisor binds every listener once and forks the workers, which inherit them
+(:mod:`threadloom.supervisor.worker`). Who imports the app:
+
+* by default each worker, after the fork, so that a worker forked later (on SIGHUP, after
+  ``--max-requests``, in place of one that died) runs the code on disk at that moment: the
+  supervisor never imports it. A broken app is still one line and exit status 2 at start:
+  every worker reports its import error on its channel (``fatal``) and the first such report
+  before the server ever served stops it. No throwaway child checks the import first: it
+  would pay the app's import time once more on every start, for an error the workers
+  report anyway, and an app given as an object (not ``module:attribute``) cannot be
+  imported afresh, so it is always preloaded;
+* with ``--preload`` the supervisor, exactly as a single-process server does (so a broken
+  app fails before anything forks), and workers inherit the imported code: memory shared
+  copy-on-write and faster starts, but every later worker runs the code imported at start.
+
+It never starts a thread: everything it does happens in one selector loop whose selector data
 are callbacks ``f(mask)``, fed by
 
 * signals, through ``signal.set_wakeup_fd`` (the handlers only record the number:
@@ -19,10 +31,17 @@ Rules:
 
 * A worker that dies unexpectedly is restarted at once; one that keeps dying young (before
   it was ready, or within ``EARLY_S``) waits 0.5 s, 1 s, 2 s ... up to 30 s. If workers
-  keep dying before any was ever ready, or a worker reports ``fatal`` (its ASGI lifespan
-  failed, say), the whole server stops with that one line instead of looping.
+  keep dying before any was ever ready, or a worker reports ``fatal`` (the app does not
+  import, its ASGI lifespan failed) before the server ever served, the whole server stops
+  with that one line instead of looping.
 * SIGHUP and ``--max-requests`` *replace* workers: the new one is forked first, and the old
-  one gets SIGTERM only once the new one is ready, so capacity never drops.
+  one gets SIGTERM only once the new one is ready (after its ASGI lifespan startup), so
+  capacity never drops. A replacement that fails before it is ready (its ``fatal`` reason:
+  the import error, a failed lifespan; or how it exited) is not retried: its old worker
+  keeps serving, and one line says why. On SIGHUP the first such failure also stops the
+  round's other new workers, so the old code keeps serving everywhere; a second SIGHUP
+  supersedes a round still starting. After the server has served, a ``fatal`` from a
+  *restart* (new code on disk that no longer imports, say) backs off like a crash.
 * SIGTERM/SIGINT: ``/readyz`` turns 503 at once; after ``--shutdown-delay`` every worker
   gets SIGTERM and drains within ``--graceful-timeout``; a worker still alive 5 s after
   that is killed. A second signal sends SIGQUIT (stop now). The supervisor exits only
@@ -77,6 +96,7 @@ class Worker:
     retiring: bool = False  # a replacement is on its way
     stopping: bool = False  # told to stop: its exit is expected
     fatal: str | None = None
+    hup: int = 0  # the SIGHUP round that forked it (0: none)
     listening: bool = True  # its channel is still registered
     stats: dict[str, Any] = field(default_factory=dict)
     stats_seq: int = -1
@@ -93,7 +113,7 @@ class Supervisor:
         self.reservations: list[socket.socket] = []
         self.urls: list[str] = []
         self.workers: dict[int, Worker] = {}
-        self.pending: list[tuple[float, int, Worker | None]] = []  # (due, slot, replaces)
+        self.pending: list[tuple[float, int]] = []  # (due, slot): restarts after a back-off
         self.failures: dict[int, int] = {}
         self.start_failures = 0
         self.restarts = 0
@@ -104,6 +124,9 @@ class Supervisor:
         self.draining = False
         self.fatal: str | None = None
         self.announced = False
+        self.preload = config.preload or not isinstance(app, str)
+        self.hups = 0  # SIGHUP rounds so far
+        self.hup_failed = 0  # the last round whose new code failed to start
         self.name = str(app)
         self.health = Health(lambda: any(w.ready for w in self.workers.values()))
         self.endpoint: Endpoint | None = None
@@ -116,7 +139,8 @@ class Supervisor:
 
     def run(self) -> int:
         """Serve until stopped; the exit status (ConfigError when a worker cannot serve)."""
-        self.name = Server(self.app, self.config).load().name  # the one-line errors, pre-fork
+        if self.preload:  # the one-line errors, pre-fork; else the first worker's (see above)
+            self.name = Server(self.app, self.config).load().name
         self._bind()
         try:
             if self.config.metrics_bind:
@@ -161,7 +185,7 @@ class Supervisor:
 
     def _timeout(self) -> float | None:
         now = time.monotonic()
-        times = [due for due, _, _ in self.pending]
+        times = [due for due, _ in self.pending]
         times += [t for t in (self.stop_at, self.kill_at) if t is not None]
         if self.endpoint is not None and (client := self.endpoint.sweep(now)) is not None:
             times.append(now + client)
@@ -178,33 +202,39 @@ class Supervisor:
                 _kill(worker.pid, signal.SIGKILL)
         due = [p for p in self.pending if p[0] <= now]
         self.pending = [p for p in self.pending if p[0] > now]
-        for _, slot, old in due:
-            alive = old is not None and old.pid in self.workers and not old.stopping
-            if old is not None and alive:
-                old.retiring = True
-            self._spawn(slot, old if alive else None)
+        for _, slot in due:
+            self._spawn(slot)
 
     # -- workers -------------------------------------------------------------------------------
 
-    def _spawn(self, slot: int, replaces: Worker | None = None) -> None:
+    def _spawn(self, slot: int, replaces: Worker | None = None, hup: int = 0) -> None:
         ours, theirs = channel_pair()
         limit = self.config.max_requests
         if limit:
             limit += random.randint(0, self.config.max_requests_jitter)
         parent = os.getpid()
-        pid = os.fork()
+        # Signals wait until the child has its own handlers: one that reached it with ours
+        # (the SIGTERM of a superseded replacement, say) would be recorded and forgotten.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*_HANDLED, signal.SIGQUIT})
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
         if pid == 0:
             status = 1
             try:
                 ours.close()
                 self._become_worker(parent)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what waited acts now
                 status = run_worker(self.app, self.config, self.plan, theirs, limit)
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
             finally:
                 finish_child(status)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         theirs.close()
-        worker = Worker(pid, slot, ours, time.monotonic(), replaces)
+        worker = Worker(pid, slot, ours, time.monotonic(), replaces, hup=hup)
         self.workers[pid] = worker
         self.selector.register(
             ours.sock, selectors.EVENT_READ, functools.partial(self._on_message, worker)
@@ -253,11 +283,15 @@ class Supervisor:
     def _ready(self, worker: Worker, message: Message) -> None:
         worker.ready = True
         log.info("worker %d ready", worker.pid)
+        if worker.stopping:
+            return  # superseded while it started (its round failed, say): its old one stays
         old, worker.replaces = worker.replaces, None
         if old is not None and old.pid in self.workers and not old.stopping:
             log.info("worker %d replaced by %d: draining it", old.pid, worker.pid)
             old.stopping = True
             _kill(old.pid, signal.SIGTERM)
+        if worker.hup and worker.hup != self.hup_failed and not self._starting(worker.hup):
+            log.info("SIGHUP: every worker replaced (round %d)", worker.hup)
         serving = sum(1 for w in self.workers.values() if w.ready and not w.stopping)
         if not self.announced and serving >= self.config.workers:
             self.announced = True
@@ -271,11 +305,23 @@ class Supervisor:
                 message.get("model", self.config.model),
             )
 
-    def _replace(self, worker: Worker) -> None:
+    def _replace(self, worker: Worker, hup: int = 0) -> None:
         if worker.retiring or worker.stopping or self.draining or self.fatal:
             return
         worker.retiring = True
-        self._spawn(worker.slot, replaces=worker)
+        self._spawn(worker.slot, replaces=worker, hup=hup)
+
+    def _starting(self, hup: int) -> list[Worker]:
+        """The new workers of a SIGHUP round not ready yet (and not given up on)."""
+        return [w for w in self.workers.values() if w.hup == hup and not w.ready and not w.stopping]
+
+    def _abandon(self, worker: Worker) -> None:
+        """Stop a replacement that is still starting; its old worker goes on serving."""
+        worker.stopping = True
+        old, worker.replaces = worker.replaces, None
+        if old is not None:
+            old.retiring = False
+        _kill(worker.pid, signal.SIGTERM)  # the default action, or a graceful stop if ready
 
     def _unlisten(self, worker: Worker) -> None:
         if worker.listening:
@@ -300,13 +346,23 @@ class Supervisor:
                 self._exited(worker, _describe(status))
 
     def _exited(self, worker: Worker, how: str) -> None:
-        if worker.fatal is not None:
-            self.fatal = self.fatal or worker.fatal
+        if worker.stopping or self.draining or self.fatal:
+            quiet = self.fatal is not None and not self.announced  # the error line says it all
+            log.log(
+                logging.DEBUG if quiet else logging.INFO, "worker %d exited (%s)", worker.pid, how
+            )
+            return
+        old = worker.replaces
+        if not worker.ready and old is not None and old.pid in self.workers:
+            reason = worker.fatal or f"worker {worker.pid} exited before it was ready ({how})"
+            self._replacement_failed(worker, old, reason)
+            return
+        if worker.fatal is not None and not self.announced:  # the app cannot start at all
+            self.fatal = worker.fatal
             self._drain_all(graceful=True)
             return
-        if worker.stopping or self.draining or self.fatal:
-            log.info("worker %d exited (%s)", worker.pid, how)
-            return
+        if worker.fatal is not None:
+            how = f"could not start: {worker.fatal}"
         self.restarts += 1
         early = not worker.ready or time.monotonic() - worker.started < EARLY_S
         failures = self.failures.get(worker.slot, 0) + 1 if early else 0
@@ -323,10 +379,23 @@ class Supervisor:
             log.warning("worker %d died (%s) while being replaced", worker.pid, how)
             return
         log.warning("worker %d died (%s); starting another%s", worker.pid, how, later)
-        old = worker.replaces
-        if old is not None:
-            old.retiring = False  # it keeps serving until a replacement is ready
-        self.pending.append((time.monotonic() + delay, worker.slot, old))
+        self.pending.append((time.monotonic() + delay, worker.slot))
+
+    def _replacement_failed(self, worker: Worker, old: Worker, reason: str) -> None:
+        """A new worker gave up before it was ready: its old one keeps serving, one line."""
+        old.retiring = False
+        if not worker.hup:
+            log.error(
+                "worker %d: its replacement %d failed to start: %s; it keeps serving",
+                old.pid,
+                worker.pid,
+                reason,
+            )
+        elif worker.hup != self.hup_failed:
+            self.hup_failed = worker.hup
+            log.error("SIGHUP: new code failed to start: %s; old workers keep serving", reason)
+            for sibling in self._starting(worker.hup):
+                self._abandon(sibling)
 
     # -- signals and stopping ------------------------------------------------------------------
 
@@ -346,12 +415,26 @@ class Supervisor:
     def _handle_signals(self) -> None:
         for signum, _ in self.signals.take():
             if signum == signal.SIGHUP and not (self.draining or self.fatal):
-                current = [w for w in self.workers.values() if w.ready and not w.retiring]
-                log.info("SIGHUP received: replacing %d workers", len(current))
-                for worker in current:
-                    self._replace(worker)
+                self._hup()
             elif signum in (signal.SIGTERM, signal.SIGINT):
                 self._stop_signal(signal.Signals(signum).name)
+
+    def _hup(self) -> None:
+        """A new round: supersede replacements still starting, then replace every worker."""
+        self.hups += 1
+        for worker in list(self.workers.values()):
+            if not worker.ready and worker.replaces is not None and not worker.stopping:
+                self._abandon(worker)
+        current = [
+            w for w in self.workers.values() if w.ready and not w.retiring and not w.stopping
+        ]
+        log.info(
+            "SIGHUP received: replacing %d workers (%s)",
+            len(current),
+            "on the code imported at start: --preload" if self.preload else "importing the app",
+        )
+        for worker in current:
+            self._replace(worker, hup=self.hups)
 
     def _stop_signal(self, name: str) -> None:
         self.stop_signals += 1

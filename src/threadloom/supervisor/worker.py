@@ -1,7 +1,11 @@
 """The worker side of ``--workers``: what a forked child does until it exits.
 
-A worker is the supervisor's image after ``fork()``: the app is already imported and the
-listening sockets already bound. It
+A worker is the supervisor's image after ``fork()``: the listening sockets are already
+bound, and with ``--preload`` the app is already imported; without it (the default) the
+worker imports it now, from the files on disk, which is how SIGHUP loads new code. An app
+that does not import, or fails to start, is reported as ``fatal`` with its one-line reason
+(the exception and where), never as a crash: a worker that exits without saying ``fatal``
+crashed. It
 
 1. asks the kernel to send it SIGTERM when the supervisor dies (PR_SET_PDEATHSIG), and
    also stops when its channel reaches end of file, so it is never left an orphan: once
@@ -11,7 +15,8 @@ listening sockets already bound. It
 2. runs an ordinary :class:`~threadloom.server.Server` of the chosen model on the inherited
    sockets (marked *shared*, so stopping never shuts them down for its siblings), or on
    sockets of its own under ``--reuse-port``;
-3. reports ``ready`` once the model accepts, answers ``stats`` requests from a control
+3. reports ``ready`` once the model accepts (under ``asyncio``, after the ASGI lifespan
+   startup completed), answers ``stats`` requests from a control
    thread, and asks to be recycled after its ``--max-requests``;
 4. stops gracefully on SIGTERM and at once on SIGQUIT; SIGINT is ignored, because a
    terminal's Ctrl-C reaches the supervisor too, and the supervisor decides. Its handlers
@@ -24,6 +29,7 @@ Threads start only here, after the fork: the supervisor never has any.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
 import os
 import signal
@@ -86,6 +92,9 @@ def run_worker(
     except ConfigError as exc:
         channel.send({"t": "fatal", "error": str(exc)})
         return EXIT_FATAL
+    except SystemExit as exc:  # sys.exit() in the app's import: its reason, not a traceback
+        channel.send({"t": "fatal", "error": f"the app called sys.exit({exc.code!r})"})
+        return EXIT_FATAL
     if limit:
         STATS.on_request = Budget(limit, channel).spend
     stopper = Stopper(server, config.graceful_timeout + KILL_GRACE_S)
@@ -116,6 +125,7 @@ def _start(app: Any, config: Config, plan: list[Listener | str]) -> Server:
         for listener in listeners:
             listener.close()
         raise
+    importlib.invalidate_caches()  # files added since the supervisor's finders last looked
     server = Server(app, config.replace(metrics_bind="", shutdown_delay=0.0, reload=False))
     server.listeners = listeners
     # The supervisor announces the server once for every worker; a worker says less.
