@@ -303,7 +303,7 @@ class H2Connection:
 
     def consumed(self, stream_id: int, flow: int) -> None:
         """The app took ``flow`` body bytes: the peer may send as many more."""
-        if flow and not self.core.state_machine.state == h2.connection.ConnectionState.CLOSED:
+        if flow and self.core.state_machine.state != h2.connection.ConnectionState.CLOSED:
             self.core.acknowledge_received_data(flow, stream_id)
 
     def going_away(self, code: int = ErrorCodes.NO_ERROR) -> None:
