@@ -101,6 +101,81 @@ class WrkLoad:
         return results
 
 
+class H2Load:
+    """One h2load process (nghttp2's load generator): HTTP/2 by prior knowledge, 10 streams
+    in flight per connection, as the published HTTP/2 comparisons run it."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def held(self) -> int:
+        raise LoadFailed("h2load has no idle mode")
+
+    def go(self) -> None:
+        return None
+
+    def results(self, wait: float) -> list[dict[str, Any]]:
+        try:
+            out, err = self.proc.communicate(timeout=wait + GRACE_S)
+        except subprocess.TimeoutExpired as exc:
+            self.proc.kill()
+            self.proc.communicate()
+            raise LoadFailed("h2load hung") from exc
+        figures = parse_h2load(out)
+        if self.proc.returncode != 0 or figures is None:
+            tail = (err or out).strip().splitlines()
+            raise LoadFailed(f"h2load exit {self.proc.returncode}: {tail[-1] if tail else ''}")
+        return [figures]
+
+
+def parse_h2load(out: str) -> dict[str, Any] | None:
+    """The figures the report needs from h2load's summary (None if it has none)."""
+    rps = seconds = None
+    done = failed = errored = timeouts = non_2xx = 0
+    latency: dict[str, float] = {}
+    for line in out.splitlines():
+        words = line.split()
+        if line.startswith("finished in") and len(words) >= 4:
+            seconds = _seconds(words[2].rstrip(","))
+            rps = float(words[3])
+        elif line.startswith("requests:"):
+            numbers = [int(w) for w in words if w.isdigit()]
+            if len(numbers) >= 7:
+                _, _, done, _, failed, errored, timeouts = numbers[:7]
+        elif line.startswith("status codes:"):
+            numbers = [int(w) for w in words if w.isdigit()]
+            non_2xx = sum(numbers[1:]) if numbers else 0
+        elif line.startswith("time for request:") and len(words) >= 6:
+            latency = {"min": _ms(words[3]), "max": _ms(words[4]), "mean": _ms(words[5])}
+    if rps is None or seconds is None:
+        return None
+    return {
+        "requests": done,
+        "duration_s": seconds,
+        "requests_per_s": rps,
+        "p50_ms": latency.get("mean", 0.0),  # h2load gives no percentiles: the mean
+        "p90_ms": latency.get("mean", 0.0),
+        "p99_ms": latency.get("max", 0.0),
+        "max_ms": latency.get("max", 0.0),
+        "mean_ms": latency.get("mean", 0.0),
+        "errors": {"connect": errored, "read": failed - errored, "write": 0, "timeout": timeouts},
+        "non_2xx": non_2xx,
+    }
+
+
+def _seconds(text: str) -> float:
+    for unit, scale in (("ms", 0.001), ("us", 1e-6), ("s", 1.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * scale
+    return float(text)
+
+
+def _ms(text: str) -> float:
+    return _seconds(text) * 1000.0
+
+
 class BuiltinClient:
     """The built-in generator as one long-lived process (``loadgen serve``).
 
@@ -249,6 +324,16 @@ class Generator:
             "-s", wrk_script(), f"http://127.0.0.1:{port}/",
         ]  # fmt: skip
 
+    def h2load_argv(self, port: int, connections: int, duration: float) -> list[str]:
+        """h2load for ``duration`` seconds, 10 streams per connection (prior knowledge)."""
+        path = shutil.which("h2load")
+        if path is None:
+            raise LoadFailed("the h2 workload needs h2load (apt-get install nghttp2-client)")
+        return [
+            path, f"-c{connections}", "-m10", f"-t{min(self.threads, connections)}",
+            f"-D{max(1, math.ceil(duration))}", f"http://127.0.0.1:{port}/",
+        ]  # fmt: skip
+
     def start(
         self,
         mode: str,
@@ -265,6 +350,8 @@ class Generator:
         it watch unanswered connections up to the timeout (see ``loadgen.run_load``)."""
         if mode == "http" and self.wrk and not builtin:
             return WrkLoad(self.wrk_argv(port, connections, duration, timeout))
+        if mode == "h2":
+            return H2Load(self.h2load_argv(port, connections, duration))
         command = {
             "mode": mode,
             "port": port,

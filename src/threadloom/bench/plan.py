@@ -31,7 +31,8 @@ def served_model(model: str) -> str:
 class Workload:
     """One workload: its two forms and how it is loaded.
 
-    ``load`` is ``http`` (wrk or the built-in client), ``ws`` (WebSocket echo), ``raw`` (the
+    ``load`` is ``http`` (wrk or the built-in client), ``h2`` (h2load), ``ws`` (WebSocket
+    echo), ``raw`` (the
     tutorial's connect-send-reply exchange) or ``idle`` (idle connections plus one client).
     """
 
@@ -72,6 +73,13 @@ WORKLOADS: dict[str, Workload] = {
             f"{_APPS}:echo_async",
             "WebSocket echo of 32-byte messages",
             interface="websocket",
+        ),
+        Workload(
+            "h2",
+            "h2",
+            f"{_APPS}:hello_wsgi",
+            f"{_APPS}:hello_asgi",
+            "hello over HTTP/2 (h2load, 10 streams per connection)",
         ),
         Workload(
             "idle",

@@ -12,6 +12,7 @@ same. The servers the bench starts import this module, so it stays standard-libr
   the bench calibrates on the machine so it is about 1 ms there too).
 * ``ws``: WebSocket echo.
 * ``idle``: ``hello``, while many idle keep-alive connections are held open.
+* ``h2``: ``hello`` over HTTP/2 (h2load, 10 streams in flight per connection).
 """
 
 from __future__ import annotations
