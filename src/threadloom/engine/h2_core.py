@@ -121,6 +121,7 @@ class H2Core:
         self.window_start = now
         self.window_resets = 0
         self.control_seen = 0  # the connection's control_frames at the window's start
+        self.provoked_seen = 0  # and its provoked_resets
         self.ending = False  # GOAWAY sent or received: no new stream will be served
         self.why = ""  # why the connection ends, for the log
         self.served = 0
@@ -136,6 +137,11 @@ class H2Core:
             self._lose_all()
             return False
         conn = self.conn
+        if now - self.window_start >= FLOOD_WINDOW_S:  # a new flood window, before counting
+            self.window_start = now
+            self.window_resets = 0
+            self.control_seen = conn.control_frames
+            self.provoked_seen = conn.provoked_resets
         for event in conn.receive(data):
             kind = type(event)
             if kind is DataIn:
@@ -145,7 +151,7 @@ class H2Core:
             elif kind is WindowOpened:
                 self._pump_all(now)
             elif kind is Reset:
-                self._reset(event.stream_id)  # type: ignore[union-attr]
+                self._reset(event.stream_id, event.by_peer)  # type: ignore[union-attr]
             elif kind is Closed:
                 self.ending = True
                 self.why = event.reason  # type: ignore[union-attr]
@@ -218,9 +224,11 @@ class H2Core:
         stream.reset = True
         self.sending.pop(stream.id, None)
 
-    def _reset(self, stream_id: int) -> None:
-        """The stream was reset (by the peer, or by us because of its frames)."""
-        self.window_resets += 1
+    def _reset(self, stream_id: int, by_peer: bool) -> None:
+        """The stream was reset (by the peer, or by us because of its frames: those the
+        connection counts already, in provoked_resets, so they are not counted twice)."""
+        if by_peer:
+            self.window_resets += 1
         stream = self.streams.get(stream_id)
         if stream is None:
             return
@@ -243,11 +251,7 @@ class H2Core:
     def _within_budgets(self, now: float) -> bool:
         """Floods: more control frames or resets than a client needs, in a window of
         FLOOD_WINDOW_S seconds: GOAWAY ENHANCE_YOUR_CALM and close."""
-        if now - self.window_start >= FLOOD_WINDOW_S:
-            self.window_start = now
-            self.window_resets = 0
-            self.control_seen = self.conn.control_frames
-        resets = self.window_resets + self.conn.provoked_resets
+        resets = self.window_resets + self.conn.provoked_resets - self.provoked_seen
         control = self.conn.control_frames - self.control_seen
         if resets <= RESETS_MAX and control <= CONTROL_FRAMES_MAX:
             return True
@@ -260,9 +264,18 @@ class H2Core:
         return False
 
     def take_ready(self) -> list[H2Stream]:
-        """Streams whose request goes to the app now (each once)."""
+        """Streams whose request goes to the app now (each once). A stream reset before
+        it was taken never reaches the app, and its state goes now: a peer that sends
+        HEADERS and RST_STREAM together (rapid reset, CVE-2023-44487) costs no app call,
+        nor does a stream of a connection that ended in the same bytes."""
         ready, self.ready = self.ready, []
-        return ready
+        live = []
+        for stream in ready:
+            if stream.reset:
+                self._forget(stream)
+            else:
+                live.append(stream)
+        return live
 
     # -- the app's side --------------------------------------------------------------------
 

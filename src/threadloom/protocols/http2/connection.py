@@ -258,7 +258,14 @@ class H2Connection:
     def _opened(self, event: Any, events: list[Event]) -> None:
         stream_id = event.stream_id
         if self.open_streams >= self.limits.max_streams:
-            self.core.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            # The events of one receive() come after all its frames: a later frame in the
+            # same bytes may have closed the stream already (the peer's RST_STREAM: rapid
+            # reset; or one h2 answered with a reset, counted then), and reset_stream()
+            # would raise. A refusal is a reset the peer's frames caused: counted as one
+            # (reset flood, CVE-2019-9514: streams opened past the limit, over and over).
+            if self.stream_open(stream_id):
+                self.provoked_resets += 1
+                self.core.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         self.open_streams += 1
         events.append(Opened(stream_id, _request(event.headers), event.stream_ended is not None))
