@@ -2,7 +2,7 @@
 
 Each test runs under every model against a server in a process of its own (so that its
 memory can be watched: ``/proc``'s peak RSS, reset before each attack), attacks with
-:class:`~tests.h2.support.RawPeer` (frames built by hand), and asserts three things:
+:class:`~tests.http2.support.RawPeer` (frames built by hand), and asserts three things:
 
 * the answer: the ``RST_STREAM`` or ``GOAWAY`` error code RFC 9113 (or the server's flood
   budgets, ``engine/h2_core.py``) calls for;
@@ -48,7 +48,7 @@ from hyperframe.frame import (
 )
 
 from tests.adversarial.support import ServerProcess, wait_until
-from tests.h2.support import (
+from tests.http2.support import (
     BIG,
     PREFACE,
     RawPeer,
@@ -64,7 +64,7 @@ from threadloom.engine.http1_core import HTTPSettings
 from threadloom.testing import CONCURRENT_MODELS, MODELS, timeout_factor
 
 Connect = Callable[..., RawPeer]
-APP = "tests.h2.support:app"
+APP = "tests.http2.support:app"
 #: --timeout-io for the servers here (short, so the stall tests end quickly)
 TIMEOUT_IO = 2.0
 #: What an attack about memory may add to the server's peak RSS.

@@ -10,11 +10,11 @@ body size, and whether the server closed the connection. Every read has a deadli
 :func:`h2_get` is the bystander: one ordinary request on a connection of its own, with the
 ``h2`` library as the client, timed, for checking that other connections are still served.
 
-:func:`app` is the WSGI app the attack tests serve (``tests.h2.support:app``).
+:func:`app` is the WSGI app the attack tests serve (``tests.http2.support:app``).
 
-``tests/h2`` must have no ``__init__.py``: the suite imports test modules in pytest's
-``prepend`` mode with ``tests/`` on ``sys.path`` (there is no ``tests/__init__.py``), so a
-package ``tests/h2`` would be imported as ``h2`` and shadow the ``h2`` library itself.
+The folder is ``tests/http2``, not ``tests/h2``: pytest puts ``tests/`` on ``sys.path``
+(there is no ``tests/__init__.py``), so a folder ``tests/h2`` would be imported as ``h2``
+and shadow the ``h2`` library itself.
 """
 
 from __future__ import annotations
