@@ -500,12 +500,6 @@ def test_window_stall(server: ServerProcess, connect: Connect, window: int) -> N
 
 
 def test_unread_socket(server: ServerProcess, connect: Connect) -> None:
-    if server.model in ("threads", "asyncio"):
-        # Found by this test, not fixed here (see RELIABILITY.md, "HTTP/2 attacks"): under
-        # threads the worker gives up on the socket but the connection's own thread,
-        # waiting to read with no deadline, is never woken to close it; under asyncio
-        # nothing bounds a transport buffer the peer never drains.
-        pytest.xfail(f"{server.model}: a peer that never reads is not dropped (known bug)")
     """CVE-2019-9517 (internal data buffering): windows opened wide, the socket never
     read -> bounded buffering, the connection dropped (the slow-read bound: --timeout-io,
     then --min-send-rate); memory bounded."""

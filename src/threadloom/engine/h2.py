@@ -124,6 +124,16 @@ class H2Session:
         self._lose()
         return CLOSE
 
+    def _drop(self) -> None:
+        """A worker found the reader too slow: drop the connection, and wake its owner
+        (asleep waiting for bytes, with no deadline while streams run) with the end of
+        input, so that it closes it now."""
+        self.expire()
+        try:
+            self.raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def overloaded(self) -> None:
         """Nothing to do: a stream the model could not take was refused on its own."""
 
@@ -242,7 +252,7 @@ class H2Session:
                     return
                 left = self.outbox.deadline() - time.monotonic()
             if left <= 0 or not wait_writable(self.raw, left):
-                self.expire()
+                self._drop()
                 return
 
     def wait_for(self, stream: H2Stream, ready: Any) -> None:

@@ -32,8 +32,9 @@ from threadloom.engine.asgi_run import start_eagerly
 from threadloom.engine.body import EMPTY_INPUT, BodyReader
 from threadloom.engine.h2_core import H2Core, H2Stream
 from threadloom.engine.http1_core import HTTPSettings
-from threadloom.engine.outbox import STREAM_QUEUE_MAX
+from threadloom.engine.outbox import STREAM_QUEUE_MAX, SendBudget
 from threadloom.engine.session import AsyncRuntime
+from threadloom.engine.sockio import reset_on_close
 from threadloom.errors import LocalProtocolError
 from threadloom.interfaces.asgi import Message, forward_and_identify, http_scope
 from threadloom.protocols.http1 import RequestBody
@@ -73,6 +74,8 @@ class H2Protocol(asyncio.Protocol):
         self.write_paused = False
         self.tick: asyncio.Future[None] = loop.create_future()  # resolved on any change
         self.timer: asyncio.TimerHandle | None = None
+        self.budget = SendBudget(settings.timeout_io, settings.min_send_rate)
+        self.stall_timer: asyncio.TimerHandle | None = None  # the reader's SendBudget
         settings.h2_connections.add(self)
 
     # -- asyncio callbacks ----------------------------------------------------------------
@@ -111,16 +114,37 @@ class H2Protocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         """The peer reads slower than we write: stop reading too, so that its PINGs and
-        SETTINGS cannot make us queue answers without bound (CVE-2019-9512, -9515)."""
+        SETTINGS cannot make us queue answers without bound (CVE-2019-9512, -9515), and
+        hold it to the slow-read rule (SendBudget: --timeout-io, then --min-send-rate)."""
         self.write_paused = True
         if self.transport is not None:
             self.transport.pause_reading()
+        if self.stall_timer is None:
+            self.budget.behind(self.loop.time())
+            self._check_reader()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.stall_timer is not None:
+            self.stall_timer.cancel()
+            self.stall_timer = None
         if self.transport is not None and not self.lost:
             self.transport.resume_reading()
         self._changed()
+
+    def _check_reader(self) -> None:
+        """While the transport is paused: drop the peer once its SendBudget is spent."""
+        self.stall_timer = None
+        if self.lost or not self.write_paused or self.transport is None:
+            return
+        deadline = self.budget.deadline()
+        if self.loop.time() < deadline:
+            self.stall_timer = self.loop.call_at(deadline, self._check_reader)
+            return
+        log.info("%s reads its responses too slowly (--min-send-rate): dropped", self.addr)
+        STATS.slow_reader()
+        reset_on_close(self.transport.get_extra_info("socket"))
+        self.transport.abort()
 
     # -- the connection ------------------------------------------------------------------
 
