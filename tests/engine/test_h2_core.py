@@ -263,3 +263,20 @@ def test_going_away_refuses_new_streams_and_lets_the_others_finish(core: H2Core)
     assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == first for e in events)
     assert any(isinstance(e, h2.events.StreamReset) and e.stream_id == late for e in events)
     assert core.done
+
+
+def test_window_updates_of_a_big_download_are_not_a_flood(core: H2Core) -> None:
+    """A client reading fast gives back its window every 32 KiB or so: 1,500 such updates
+    in a few seconds is a 48 MiB download, not a flood; 1,500 updates of a byte are."""
+    peer = Peer(core)
+    peer.send()
+    for _ in range(h2_core.CONTROL_FRAMES_MAX + 500):
+        peer.h2.increment_flow_control_window(32768)
+        assert peer.send()
+    stingy = Peer(H2Core(settings(), T0))
+    stingy.send()
+    alive = True
+    for _ in range(h2_core.CONTROL_FRAMES_MAX + 1):
+        stingy.h2.increment_flow_control_window(1)
+        alive = stingy.send()
+    assert not alive

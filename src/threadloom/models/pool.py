@@ -190,11 +190,16 @@ class PoolModel(ThreadModel):
                                 missed[fd] = missed.get(fd, 0) | events  # its worker reads
                                 continue
                     sock, session = target
-                    if fd in self._writing:
-                        self._write(fd, sock, session, events)
-                        continue
-                    want = self._receive(fd, sock, session, events & _HANGUP)
-                    self._dispatch(fd, sock, session, want)
+                    try:
+                        if fd in self._writing:
+                            self._write(fd, sock, session, events)
+                            continue
+                        want = self._receive(fd, sock, session, events & _HANGUP)
+                        self._dispatch(fd, sock, session, want)
+                    except Exception:  # one connection's bug must not end the I/O thread
+                        log.exception("connection failed unexpectedly; closed")
+                        self._parked.discard(fd)
+                        self._close(fd, sock, session)
                 elif target is None:
                     self.waker.drain()
                     self._flush_asked()

@@ -236,6 +236,8 @@ class H2Connection:
                     )
                 )
             elif kind is h2.events.RequestReceived:
+                if event.priority_updated is not None:
+                    event.priority_updated.with_headers = True  # (see _expected)
                 self._opened(event, events)
             elif kind is h2.events.StreamEnded:
                 events.append(DataIn(event.stream_id, b"", 0, True))
@@ -245,7 +247,7 @@ class H2Connection:
                 self.closed = True
                 events.append(Closed(int(event.error_code or 0), True, "GOAWAY from the peer"))
             else:
-                if kind in FrameSeen.KINDS:
+                if kind in FrameSeen.KINDS and not _expected(event, kind):
                     self.control_frames += 1
                 if kind is h2.events.StreamReset:
                     events.append(
@@ -339,6 +341,23 @@ class H2Connection:
 
     def data_to_send(self) -> bytes:
         return self.core.data_to_send()
+
+
+#: A WINDOW_UPDATE that opens at least this much is a client reading what we send, not a
+#: flood: a download of a few MB/s sends one every 32 KiB or so, which would otherwise
+#: spend the control-frame budget in seconds.
+WINDOW_UPDATE_USEFUL = 1024
+
+
+def _expected(event: Any, kind: type) -> bool:
+    """Frames that come with normal traffic and cost the budget nothing: a useful
+    WINDOW_UPDATE, and the priority a browser puts in each request's HEADERS (h2 reports
+    it as a PriorityUpdated of its own)."""
+    if kind is h2.events.WindowUpdated:
+        return bool(event.delta and event.delta >= WINDOW_UPDATE_USEFUL)
+    if kind is h2.events.PriorityUpdated:
+        return bool(getattr(event, "with_headers", False))
+    return False
 
 
 def _request(headers: list[tuple[bytes, bytes]]) -> Request:
