@@ -39,11 +39,18 @@ from threadloom.engine.outbox import FileSegment, SendBudget
 from threadloom.engine.request_timeout import Deadline, answer_timeout
 from threadloom.engine.session import CLOSE, SERVE, AsyncRuntime
 from threadloom.engine.sockio import reset_on_close
+from threadloom.engine.ws import WSSettings, handshake
 from threadloom.engine.ws_aio import ASGIWebSocketCycle, AsyncWebSocket, serve_bare_handler
 from threadloom.engine.wsgi_bridge import WSGIBridge
 from threadloom.interfaces.wsgi import Outcome
-from threadloom.protocols.http1 import Request, RequestBody, error_response
+from threadloom.protocols.http1 import Request, RequestBody, error_response, full_response
 from threadloom.protocols.http2 import looks_like_preface
+from threadloom.protocols.websocket import (
+    HandshakeError,
+    WebSocketConnection,
+    check_request,
+    reject_response,
+)
 from threadloom.stats import STATS
 
 log = logging.getLogger("threadloom.http")
@@ -369,6 +376,32 @@ class HTTPProtocol(asyncio.Protocol):
     def is_websocket_upgrade(self, request: Request) -> bool:
         """Whether ``request`` is the Upgrade that ended HTTP on this connection."""
         return self.core.is_websocket_upgrade(request)
+
+    def check_websocket(self, request: Request) -> None:
+        check_request(request.method.encode("ascii"), request.http_version, request.headers)
+
+    def accept_websocket(
+        self,
+        request: Request,
+        settings: WSSettings,
+        subprotocol: str | None = None,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> WebSocketConnection:
+        head, conn = handshake(request, settings, subprotocol, extra_headers)
+        self.write(head)
+        self.log_access(request, 101, 0)
+        return conn
+
+    def refuse_websocket(self, request: Request, exc: HandshakeError) -> None:
+        self.write(reject_response(exc))
+        self.finished(request, exc.status, 0, False)
+
+    def deny_websocket(self, request: Request, status: int) -> None:
+        """No WebSocket after all (the app closed before accepting, or failed): the
+        connection closes after this answer."""
+        data, _ = full_response(request, status, [(b"Content-Type", b"text/plain")], b"")
+        self.write(data)
+        self.finished(request, status, len(data), False)
 
     def start_websocket(self, websocket: AsyncWebSocket) -> AsyncWebSocket:
         """The handshake is answered: from now on every byte goes to ``websocket``."""

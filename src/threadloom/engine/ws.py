@@ -49,7 +49,9 @@ from threadloom.interfaces.websocket import (
 from threadloom.protocols.http1 import Request, full_response
 from threadloom.protocols.websocket import (
     WebSocketConnection,
+    accept_fields,
     accept_response,
+    check_connect_request,
     check_request,
     negotiate_deflate,
 )
@@ -119,6 +121,20 @@ def handshake(
         offer, subprotocol=subprotocol, deflate=deflate, extra_headers=extra_headers or []
     )
     return head, WebSocketConnection(max_message_size=settings.max_size, deflate=deflate)
+
+
+def h2_handshake(
+    request: Request,
+    settings: WSSettings,
+    subprotocol: str | None = None,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> tuple[list[tuple[bytes, bytes]], WebSocketConnection]:
+    """RFC 8441: the fields of the ``200`` that accepts an extended CONNECT, and the core
+    for the stream's DATA; HandshakeError if the request is not a WebSocket one."""
+    offer = check_connect_request(request.method, request.upgrade, request.headers)
+    deflate = negotiate_deflate(offer.extensions_offered, enabled=settings.deflate)
+    fields = accept_fields(offer, subprotocol, deflate, extra_headers or [])
+    return fields, WebSocketConnection(max_message_size=settings.max_size, deflate=deflate)
 
 
 class HandlerRun:

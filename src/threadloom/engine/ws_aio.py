@@ -38,7 +38,6 @@ from threadloom.engine.ws import (
     HandlerRun,
     WebSocket,
     WSSettings,
-    handshake,
     upgrade_required,
 )
 from threadloom.engine.ws_session import LOST, STALLED, WSSession
@@ -57,8 +56,8 @@ from threadloom.interfaces.websocket import (
     websocket_scope,
 )
 from threadloom.protocols import websocket as core
-from threadloom.protocols.http1 import Request, full_response
-from threadloom.protocols.websocket import HandshakeError, check_request, reject_response
+from threadloom.protocols.http1 import Request
+from threadloom.protocols.websocket import HandshakeError
 
 log = logging.getLogger("threadloom.ws")
 app_log = logging.getLogger("threadloom.app")
@@ -93,6 +92,24 @@ class WSHost(Protocol):
     def resume_ws_reading(self) -> None: ...
     def is_websocket_upgrade(self, request: Request) -> bool: ...
     def start_websocket(self, websocket: AsyncWebSocket) -> AsyncWebSocket: ...
+    def check_websocket(self, request: Request) -> None:
+        """Raise HandshakeError unless ``request`` opens a WebSocket (HTTP/1.1's Upgrade,
+        or HTTP/2's extended CONNECT)."""
+        ...
+
+    def accept_websocket(
+        self,
+        request: Request,
+        settings: WSSettings,
+        subprotocol: str | None = None,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> core.WebSocketConnection:
+        """Answer the handshake (a 101, or HTTP/2's 200) and log it; the core for what
+        follows. HandshakeError if the request is not a WebSocket one."""
+        ...
+
+    def refuse_websocket(self, request: Request, exc: HandshakeError) -> None: ...
+    def deny_websocket(self, request: Request, status: int) -> None: ...
     def finished(self, request: Request, status: int, sent: int, keep_alive: bool) -> None: ...
     def log_access(self, request: Request, status: int, sent: int) -> None: ...
 
@@ -332,12 +349,10 @@ def serve_bare_handler(proto: WSHost, request: Request) -> None:
         proto.finished(request, 426, len(data), keep_alive and body.complete and not body.buffered)
         return
     try:
-        head, conn = handshake(request, settings)
+        conn = proto.accept_websocket(request, settings)
     except HandshakeError as exc:
         refuse_handshake(proto, request, exc)
         return
-    proto.write(head)
-    proto.log_access(request, 101, 0)
     websocket = proto.start_websocket(AsyncWebSocket(proto, conn, request, settings))
     if settings.is_async:
         proto.loop.create_task(_run_async_handler(settings, websocket))
@@ -347,8 +362,7 @@ def serve_bare_handler(proto: WSHost, request: Request) -> None:
 
 def refuse_handshake(proto: WSHost, request: Request, exc: HandshakeError) -> None:
     log.info("refused a WebSocket handshake from %s: %s", proto.addr, exc)
-    proto.write(reject_response(exc))
-    proto.finished(request, exc.status, 0, False)
+    proto.refuse_websocket(request, exc)
 
 
 async def _run_async_handler(settings: WSSettings, websocket: AsyncWebSocket) -> None:
@@ -381,7 +395,7 @@ class ASGIWebSocketCycle:
     def run(self) -> None:
         proto, request = self.proto, self.request
         try:
-            check_request(request.method.encode("ascii"), request.http_version, request.headers)
+            proto.check_websocket(request)
         except HandshakeError as exc:
             refuse_handshake(proto, request, exc)
             return
@@ -427,9 +441,7 @@ class ASGIWebSocketCycle:
         proto, settings = self.proto, self.proto.settings.ws
         assert settings is not None
         subprotocol, headers = self.state.accept(message)
-        head, conn = handshake(self.request, settings, subprotocol, headers)
-        proto.write(head)
-        proto.log_access(self.request, 101, 0)
+        conn = proto.accept_websocket(self.request, settings, subprotocol, headers)
         websocket = AsyncWebSocket(proto, conn, self.request, settings)
         websocket.subprotocol = subprotocol
         self.websocket = proto.start_websocket(websocket)
@@ -437,9 +449,7 @@ class ASGIWebSocketCycle:
     def _deny(self, status: int = 403) -> None:
         """No WebSocket after all: ``websocket.close`` before accept is a 403 (ASGI spec), an
         app that failed before accepting a 500; either way the connection closes."""
-        data, _ = full_response(self.request, status, [(b"Content-Type", b"text/plain")], b"")
-        self.proto.write(data)
-        self.proto.finished(self.request, status, len(data), False)
+        self.proto.deny_websocket(self.request, status)
 
     def app_done(self, error: BaseException | None) -> None:
         target = self.request.target.decode("latin-1")

@@ -181,6 +181,28 @@ def check_request(
             [(b"sec-websocket-version", b"13")],
         )
     key = _check_key(found.get(b"sec-websocket-key"))
+    return _offer(found, path, key)
+
+
+def check_connect_request(
+    method: str, protocol: bytes | None, headers: Headers, *, path: str | bytes = "/"
+) -> Handshake:
+    """Validate an HTTP/2 extended CONNECT (RFC 8441 4-5) or raise :class:`HandshakeError`:
+    ``:protocol`` websocket and version 13; no key (HTTP/2's stream is the proof)."""
+    if method != "CONNECT" or protocol != b"websocket":
+        raise HandshakeError("WebSocket over HTTP/2 needs CONNECT with :protocol websocket")
+    found = _collect(headers)
+    if found.get(b"sec-websocket-version") != [b"13"]:
+        raise HandshakeError(
+            "missing or unsupported Sec-WebSocket-Version (this server speaks 13)",
+            400,
+            [(b"sec-websocket-version", b"13")],
+        )
+    return _offer(found, path, b"")
+
+
+def _offer(found: dict[bytes, list[bytes]], path: str | bytes, key: bytes) -> Handshake:
+    """What a valid handshake offers: subprotocols, extensions, origin."""
     extensions = found.get(b"sec-websocket-extensions")
     origin = found.get(b"origin")
     return Handshake(
@@ -220,23 +242,38 @@ def accept_response(
     Connection, Sec-WebSocket-Accept/-Protocol/-Extensions: use the arguments), or header
     bytes that are not allowed on the wire.
     """
+    headers: list[tuple[bytes, bytes]] = [
+        (b"Upgrade", b"websocket"),
+        (b"Connection", b"Upgrade"),
+        (b"Sec-WebSocket-Accept", accept_key(hs.key)),
+    ]
+    head, _ = response_head(
+        None, 101, headers + accept_fields(hs, subprotocol, deflate, extra_headers)
+    )
+    return head
+
+
+def accept_fields(
+    hs: Handshake,
+    subprotocol: str | None = None,
+    deflate: DeflateParams | None = None,
+    extra_headers: Iterable[tuple[bytes, bytes]] = (),
+) -> list[tuple[bytes, bytes]]:
+    """The fields that accept a handshake, besides HTTP/1.1's Upgrade and Accept: all of
+    an HTTP/2 ``200`` answer to an extended CONNECT (RFC 8441 5). Same refusals as
+    :func:`accept_response`."""
     if subprotocol is not None and subprotocol not in hs.subprotocols:
         raise LocalProtocolError(f"subprotocol {subprotocol!r} was not offered by the client")
     extra = list(extra_headers)
     for name, _ in extra:
         if _name_bytes(name).lower() in _RESERVED:
             raise LocalProtocolError(f"header {name!r} is set by the WebSocket handshake")
-    headers: list[tuple[bytes, bytes]] = [
-        (b"Upgrade", b"websocket"),
-        (b"Connection", b"Upgrade"),
-        (b"Sec-WebSocket-Accept", accept_key(hs.key)),
-    ]
+    fields: list[tuple[bytes, bytes]] = []
     if subprotocol is not None:
-        headers.append((b"Sec-WebSocket-Protocol", subprotocol.encode("latin-1")))
+        fields.append((b"Sec-WebSocket-Protocol", subprotocol.encode("latin-1")))
     if deflate is not None:
-        headers.append((b"Sec-WebSocket-Extensions", deflate.header_value()))
-    head, _ = response_head(None, 101, headers + extra)
-    return head
+        fields.append((b"Sec-WebSocket-Extensions", deflate.header_value()))
+    return fields + extra
 
 
 def reject_response(exc: HandshakeError) -> bytes:
