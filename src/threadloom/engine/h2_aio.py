@@ -35,10 +35,17 @@ from threadloom.engine.http1_core import HTTPSettings
 from threadloom.engine.outbox import STREAM_QUEUE_MAX, SendBudget
 from threadloom.engine.session import AsyncRuntime
 from threadloom.engine.sockio import reset_on_close
+from threadloom.engine.ws import WSSettings, h2_handshake
+from threadloom.engine.ws_aio import ASGIWebSocketCycle, AsyncWebSocket, serve_bare_handler
 from threadloom.errors import LocalProtocolError
 from threadloom.interfaces.asgi import Message, forward_and_identify, http_scope
-from threadloom.protocols.http1 import RequestBody
+from threadloom.protocols.http1 import Request, RequestBody
 from threadloom.protocols.http2 import response_headers
+from threadloom.protocols.websocket import (
+    HandshakeError,
+    WebSocketConnection,
+    check_connect_request,
+)
 from threadloom.stats import STATS
 
 log = logging.getLogger("threadloom.http")
@@ -68,7 +75,7 @@ class H2Protocol(asyncio.Protocol):
         self.loop = loop
         self.done = done
         self.addr = addr
-        self.core = H2Core(settings, time.monotonic(), addr)
+        self.core = H2Core(settings, time.monotonic(), addr, websockets=settings.ws is not None)
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self.write_paused = False
@@ -76,6 +83,7 @@ class H2Protocol(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.budget = SendBudget(settings.timeout_io, settings.min_send_rate)
         self.stall_timer: asyncio.TimerHandle | None = None  # the reader's SendBudget
+        self.websockets: dict[int, StreamWebSocketHost] = {}  # streams that carry one
         settings.h2_connections.add(self)
 
     # -- asyncio callbacks ----------------------------------------------------------------
@@ -93,6 +101,8 @@ class H2Protocol(asyncio.Protocol):
         self._changed()
         for stream in core.take_ready():
             self._start(stream)
+        if self.websockets:
+            self._feed_websockets()
         if not alive or core.done:
             self._close()
         else:
@@ -109,6 +119,7 @@ class H2Protocol(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         self._changed()
+        self._feed_websockets()  # (each sees its stream gone)
         if not self.done.done():
             self.done.set_result(None)
 
@@ -221,12 +232,34 @@ class H2Protocol(asyncio.Protocol):
     # -- exchanges ---------------------------------------------------------------------------
 
     def _start(self, stream: H2Stream) -> None:
+        if stream.request.method == "CONNECT":
+            self._connect(stream)
+            return
         if self.settings.asgi is not None:
             ASGIStream(self, stream).run()
             return
         stream.began = time.perf_counter()
         future = asyncio.ensure_future(self.runtime.run_sync(self._run_wsgi, stream))
         future.add_done_callback(lambda done: self._wsgi_done(stream, done))
+
+    def _connect(self, stream: H2Stream) -> None:
+        """An extended CONNECT (RFC 8441): a WebSocket on this stream, for an ASGI app's
+        websocket scope or a bare handler; any other CONNECT is not served (501)."""
+        request = stream.request
+        if self.settings.ws is None or request.upgrade != b"websocket":
+            self.core.respond(stream, response_headers(501, [], 0), b"", True, time.monotonic())
+            self.finished(stream, 501, 0, 0.0)
+            return
+        stream.began = time.perf_counter()
+        host = StreamWebSocketHost(self, stream)
+        if self.settings.asgi is not None:
+            ASGIWebSocketCycle(host, request).run()
+        else:
+            serve_bare_handler(host, request)
+
+    def _feed_websockets(self) -> None:
+        for host in list(self.websockets.values()):
+            host.pump()
 
     def _run_wsgi(self, stream: H2Stream) -> Any:
         """On a pool thread: the WSGI app, talking to the loop through a LoopStream."""
@@ -466,3 +499,138 @@ class LoopBody(LoopStream):
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
+
+
+class StreamWebSocketHost:
+    """An HTTP/2 stream as the connection of one WebSocket (RFC 8441): what
+    :mod:`threadloom.engine.ws_aio` needs of its host (:class:`WSHost`), so the same
+    WebSocket layer, ASGI cycle and handlers run over it. The stream's DATA carries the
+    WebSocket frames both ways; its window is given back only as the WebSocket takes the
+    bytes (and not while it has too many messages unread); the WebSocket's end ends the
+    stream."""
+
+    def __init__(self, proto: H2Protocol, stream: H2Stream) -> None:
+        self.proto = proto
+        self.stream = stream
+        self.loop = proto.loop
+        self.addr = proto.addr
+        self.runtime = proto.runtime
+        self.settings = proto.settings
+        self.ws: AsyncWebSocket | None = None
+        self.paused = False
+        self.ended = False  # our side of the stream is over
+        self.gone = False  # the WebSocket was told the stream is gone
+        self.sent = 0
+
+    @property
+    def lost(self) -> bool:
+        return self.stream.reset or self.proto.lost or self.ended
+
+    # -- the handshake (the host's part of it) -------------------------------------------------
+
+    def is_websocket_upgrade(self, request: Request) -> bool:
+        return request.method == "CONNECT" and request.upgrade == b"websocket"
+
+    def check_websocket(self, request: Request) -> None:
+        check_connect_request(request.method, request.upgrade, request.headers)
+
+    def accept_websocket(
+        self,
+        request: Request,
+        settings: WSSettings,
+        subprotocol: str | None = None,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> WebSocketConnection:
+        fields, conn = h2_handshake(request, settings, subprotocol, extra_headers)
+        headers = response_headers(200, fields)
+        if not self.proto.core.respond(self.stream, headers, b"", False, time.monotonic()):
+            raise StreamGone("the stream was reset")
+        self.proto._flush()
+        return conn
+
+    def refuse_websocket(self, request: Request, exc: HandshakeError) -> None:
+        body = (str(exc) + "\n").encode("utf-8", "replace")
+        fields: list[tuple[str | bytes, str | bytes]] = [
+            ("content-type", "text/plain; charset=utf-8"),
+            *exc.extra_headers,
+        ]
+        headers = response_headers(exc.status, fields, len(body))
+        self.proto.core.respond(self.stream, headers, body, True, time.monotonic())
+        self.finished(request, exc.status, len(body), False)
+
+    def deny_websocket(self, request: Request, status: int) -> None:
+        headers = response_headers(status, [("content-type", "text/plain")], 0)
+        self.proto.core.respond(self.stream, headers, b"", True, time.monotonic())
+        self.finished(request, status, 0, False)
+
+    def start_websocket(self, websocket: AsyncWebSocket) -> AsyncWebSocket:
+        self.ws = websocket
+        self.proto.websockets[self.stream.id] = self
+        self.pump()
+        return websocket
+
+    # -- bytes -----------------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Hand the WebSocket what the stream brought (the window goes back as it takes
+        it), or tell it the stream is gone."""
+        ws, stream = self.ws, self.stream
+        if ws is None or self.gone:
+            return
+        body = stream.request.body
+        if body.buffered and not self.paused and not stream.reset:
+            ws.feed(self.proto.take(stream, -1))
+        if stream.reset or self.proto.lost or (body.complete and not body.buffered):
+            self.gone = True
+            ws.connection_lost()
+
+    def write(self, data: bytes) -> None:
+        if self.lost or not data:
+            return
+        self.proto.core.send_body(self.stream, data, False, time.monotonic())
+        self.sent += len(data)
+        self.proto._flush()
+
+    def close(self) -> None:
+        """The WebSocket is over: end the stream (an END_STREAM, or nothing if it is gone)."""
+        if self.ended:
+            return
+        self.ended = True
+        stream = self.stream
+        if not (stream.reset or self.proto.lost):
+            self.proto.core.send_body(stream, b"", True, time.monotonic())
+        self.proto.websockets.pop(stream.id, None)
+        self.finished(stream.request, 200, self.sent, False)
+
+    def finished(self, request: Request, status: int, sent: int, keep_alive: bool) -> None:
+        self.ended = True
+        self.proto.websockets.pop(self.stream.id, None)
+        self.proto.finished(self.stream, status, sent, time.perf_counter() - self.stream.began)
+
+    def log_access(self, request: Request, status: int, sent: int) -> None:
+        """Logged once the stream ends (``finished``), with what it carried."""
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self.proto._changed()
+
+    async def wait(self) -> None:
+        await asyncio.wait((self.proto.tick,))
+
+    def blocked(self) -> bool:
+        return self.proto.write_paused or self.proto.core.queued(self.stream) > STREAM_QUEUE_MAX
+
+    async def drain(self) -> bool:
+        try:
+            await self.proto.wait_until(self.stream, lambda: not self.blocked())
+        except StreamGone:
+            return False
+        return not self.lost
+
+    def pause_ws_reading(self) -> None:
+        self.paused = True  # its window stays shut: the client waits
+
+    def resume_ws_reading(self) -> None:
+        self.paused = False
+        self.pump()

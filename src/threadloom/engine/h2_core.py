@@ -101,7 +101,9 @@ class H2Stream:
 class H2Core:
     """One HTTP/2 connection's rules (see the module docstring)."""
 
-    def __init__(self, settings: HTTPSettings, now: float, addr: Any = None) -> None:
+    def __init__(
+        self, settings: HTTPSettings, now: float, addr: Any = None, websockets: bool = False
+    ) -> None:
         self.settings = settings
         self.addr = addr
         limits = settings.limits
@@ -110,7 +112,7 @@ class H2Core:
                 max_streams=settings.h2_max_streams,
                 max_header_list=limits.max_header_size,
                 max_body=limits.max_body_size,
-                connect_protocol=False,
+                connect_protocol=websockets,  # RFC 8441, where the driver runs them
             )
         )
         self.streams: dict[int, H2Stream] = {}
@@ -188,7 +190,10 @@ class H2Core:
             self.conn.consumed(stream.id, event.flow)  # padding only
         if event.ended:
             body.complete = True
-        if body.received > self.settings.limits.max_body_size:
+        if (
+            body.received > self.settings.limits.max_body_size
+            and stream.request.method != "CONNECT"
+        ):
             self._too_large(stream)
             return
         if not stream.dispatched:
@@ -200,6 +205,7 @@ class H2Core:
         body = stream.request.body
         if (
             self.settings.dispatch_at_once
+            or stream.request.method == "CONNECT"  # a tunnel (RFC 8441): its body never ends
             or body.complete
             or stream.request.expect_continue
             or body.buffered >= DISPATCH_BODY_BYTES

@@ -80,7 +80,11 @@ class WSHost(Protocol):
     addr: Any
     runtime: AsyncRuntime
     settings: HTTPSettings
-    lost: bool
+
+    @property
+    def lost(self) -> bool:
+        """The connection (or, over HTTP/2, the stream) is gone."""
+        ...
 
     def write(self, data: bytes) -> None: ...
     def close(self) -> None: ...
