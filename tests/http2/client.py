@@ -43,8 +43,9 @@ class H2Client:
         tls: ssl.SSLContext | None = None,
         settings: dict[int, int] | None = None,
         ack: bool = True,
+        sock: socket.socket | None = None,
     ) -> None:
-        raw = socket.create_connection(address, timeout=10 * timeout_factor())
+        raw = sock or socket.create_connection(address, timeout=10 * timeout_factor())
         if tls is not None:
             raw = tls.wrap_socket(raw, server_hostname="localhost")
         self.sock = raw

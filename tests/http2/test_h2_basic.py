@@ -202,3 +202,22 @@ def test_the_access_log_says_http_2_0(case: tuple[str, str], caplog: Any) -> Non
         assert get(address).status == 200
     lines = [r.getMessage() for r in caplog.records if r.name == "threadloom.access"]
     assert any('"GET / HTTP/2.0" 200' in line for line in lines), lines
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_a_proxy_header_before_the_preface_names_the_client(
+    case: tuple[str, str], caplog: Any
+) -> None:
+    """HAProxy's ``send-proxy`` in front of an h2 upstream: the PROXY header comes first,
+    then the client preface; the access log names the client the header named."""
+    import socket
+
+    caplog.set_level("INFO", logger="threadloom.access")
+    with serving(*case, proxy_protocol=True, access_log=True) as address:
+        raw = socket.create_connection(address, timeout=10)
+        raw.sendall(b"PROXY TCP4 203.0.113.7 192.0.2.1 51234 8000\r\n")
+        with H2Client(address, sock=raw) as client:
+            answer = client.wait(client.request("/"))[0]
+    assert answer.body == b"HTTP/2"
+    lines = [r.getMessage() for r in caplog.records if r.name == "threadloom.access"]
+    assert any(line.startswith("203.0.113.7 ") and "HTTP/2.0" in line for line in lines), lines
