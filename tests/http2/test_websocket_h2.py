@@ -19,7 +19,7 @@ import pytest
 from tests.http2.client import Answer, H2Client
 from tests.ws import handlers
 from threadloom.interfaces.websocket import WSGIWithWebSocket
-from threadloom.testing import running_server
+from threadloom.testing import MODELS, running_server
 
 
 def client_frame(opcode: int, payload: bytes) -> bytes:
@@ -52,8 +52,8 @@ def server_frames(data: bytes) -> list[tuple[int, bytes]]:
 
 
 @contextmanager
-def connected(app: Any = handlers.asgi_app) -> Iterator[H2Client]:
-    with running_server(app, model="asyncio", access_log=False) as server:
+def connected(app: Any = handlers.asgi_app, model: str = "asyncio") -> Iterator[H2Client]:
+    with running_server(app, model=model, access_log=False) as server:
         client = H2Client(server.addresses[0])
         try:
             client.wait(timeout=0.5)  # the server's SETTINGS
@@ -161,17 +161,29 @@ def _plain(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [b"plain wsgi"]
 
 
-@pytest.mark.parametrize("handler", [handlers.echo, handlers.async_echo], ids=["sync", "async"])
-def test_a_wsgi_apps_websocket_handler_over_a_stream(handler: Any) -> None:
-    """threadloom's own handlers, sync (on the pool, through the loop) and async, get the
-    stream's WebSocket as they get an Upgrade's; permessage-deflate is negotiated the same."""
-    with connected(WSGIWithWebSocket(_plain, handler)) as client:
+HANDLERS = [(model, handlers.echo) for model in MODELS] + [("asyncio", handlers.async_echo)]
+
+
+@pytest.mark.parametrize(
+    ("model", "handler"), HANDLERS, ids=[f"{m}-{h.__name__}" for m, h in HANDLERS]
+)
+def test_a_wsgi_apps_websocket_handler_over_a_stream(model: str, handler: Any) -> None:
+    """threadloom's own handlers, sync (on a thread of the model, or the pool through the
+    loop) and async, get the stream's WebSocket as they get an Upgrade's; permessage-deflate
+    is negotiated the same; a message goes both ways; the Close ends the stream."""
+    with connected(WSGIWithWebSocket(_plain, handler), model) as client:
         until(client, lambda: client.conn.remote_settings.enable_connect_protocol == 1)
         ws = open_websocket(client, extra=[("sec-websocket-extensions", "permessage-deflate")])
         until(client, lambda: client.answers[ws].status == 200)
         assert b"permessage-deflate" in client.answers[ws].headers[b"sec-websocket-extensions"]
-        assert client.wait(client.request("/"))[0].body == b"plain wsgi"
+        client.conn.send_data(ws, client_frame(0x2, b"\x00binary"))
+        client._flush()
+        until(client, lambda: server_frames(client.answers[ws].body) != [])
+        opcode, payload = server_frames(client.answers[ws].body)[0]
+        assert opcode == 0x2 and payload  # (compressed or not: the deflate context decides)
         client.conn.send_data(ws, client_frame(0x8, struct.pack("!H", 1000)))
         client._flush()
         until(client, lambda: client.answers[ws].ended)
         assert server_frames(client.answers[ws].body)[-1][0] == 0x8  # its Close answered
+        # (after it: under single the connection's streams run one after another)
+        assert client.wait(client.request("/"))[0].body == b"plain wsgi"

@@ -41,8 +41,10 @@ from threadloom.engine.http1_core import HTTPSettings
 from threadloom.engine.outbox import STREAM_QUEUE_MAX, Outbox
 from threadloom.engine.session import CLOSE, READ, READ_SIZE, SERVE, WRITE, Want
 from threadloom.engine.sockio import reset_on_close, wait_readable, wait_writable
+from threadloom.engine.ws import BlockingLink, WSSettings, h2_handshake, run_sync_handler
 from threadloom.protocols.http1 import RequestBody
 from threadloom.protocols.http2 import response_headers
+from threadloom.protocols.websocket import HandshakeError, WebSocketConnection
 from threadloom.stats import STATS
 
 log = logging.getLogger("threadloom.http")
@@ -66,7 +68,9 @@ class H2Session:
         self.outbox = outbox
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
-        self.core = H2Core(settings, time.monotonic(), addr)
+        # RFC 8441 for a sync WebSocket handler beside the WSGI app (async ones need a loop)
+        websockets = settings.ws is not None and not settings.ws.is_async
+        self.core = H2Core(settings, time.monotonic(), addr, websockets=websockets)
         self.inline: list[H2Stream] = []  # ready streams, for a model without a runner
         self.lost = False
         with self.lock:
@@ -180,6 +184,9 @@ class H2Session:
 
     def _run(self, stream: H2Stream) -> None:
         """One exchange, on a thread that may block."""
+        if stream.request.method == "CONNECT":
+            self._run_websocket(stream)
+            return
         runner = self.settings.runner
         assert runner is not None, "HTTP/2 is offered only to HTTP apps"
         request = stream.request
@@ -211,6 +218,44 @@ class H2Session:
                 outcome.request_id,
             )
             STATS.h2_request()
+            self._write_out()
+        self.hand_over()
+
+    def _run_websocket(self, stream: H2Stream) -> None:
+        """An extended CONNECT (RFC 8441): the sync WebSocket handler over this stream, on
+        this thread, as over an HTTP/1.1 Upgrade; any other CONNECT is not served (501)."""
+        request, ws = stream.request, self.settings.ws
+        began = time.perf_counter()
+        if ws is None or ws.is_async or request.upgrade != b"websocket":
+            self._answer(stream, 501, began)
+            return
+        try:
+            fields, conn = h2_handshake(request, ws)
+        except HandshakeError as exc:
+            log.info("refused a WebSocket handshake from %s: %s", self.addr, exc)
+            self._answer(stream, exc.status, began, exc.extra_headers)
+            return
+        with self.lock:
+            headers = response_headers(200, fields)
+            opened = self.core.respond(stream, headers, b"", False, time.monotonic())
+            self._write_out()
+        self.hand_over()
+        link = StreamLink(self, stream, conn, request, ws)
+        if opened:
+            run_sync_handler(ws, link, b"")
+        with self.lock:
+            self.core.send_body(stream, b"", True, time.monotonic())
+            self.core.finish(stream, 200, link.sent, time.perf_counter() - began, time.monotonic())
+            STATS.h2_request()
+            self._write_out()
+        self.hand_over()
+
+    def _answer(self, stream: H2Stream, status: int, began: float, extra: Any = ()) -> None:
+        """A whole small answer to a stream (a refusal)."""
+        with self.lock:
+            headers = response_headers(status, list(extra), 0)
+            self.core.respond(stream, headers, b"", True, time.monotonic())
+            self.core.finish(stream, status, 0, time.perf_counter() - began, time.monotonic())
             self._write_out()
         self.hand_over()
 
@@ -259,23 +304,30 @@ class H2Session:
         """Wait (the lock held) until ``ready()`` or the stream is gone; StreamGone if it
         goes, or if ``ready()`` is not so within --timeout-io (a body that stalls, a peer
         that dribbles its window open: CVE-2019-9511): the stream is then reset."""
-        deadline = time.monotonic() + self.settings.timeout_io
+        if not self.wait_until(stream, ready, self.settings.timeout_io):
+            self.core.fail(stream)
+            self._write_out()
+            raise StreamGone("the stream made no progress for --timeout-io")
+
+    def wait_until(self, stream: H2Stream, ready: Any, timeout: float | None) -> bool:
+        """Wait (the lock held) until ``ready()`` (True) or ``timeout`` passes (False);
+        StreamGone once the stream or the connection is gone."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not ready():
             if stream.reset or self.lost:
                 raise StreamGone("the stream was reset or the connection lost")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.core.fail(stream)
-                self._write_out()
-                raise StreamGone("the stream made no progress for --timeout-io")
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
             if self.settings.exchanges is None:
                 self._read_here(left)  # this thread is the connection's owner (single)
             else:
                 self.changed.wait(left)
         if stream.reset or self.lost:
             raise StreamGone("the stream was reset or the connection lost")
+        return True
 
-    def _read_here(self, timeout: float) -> None:
+    def _read_here(self, timeout: float | None) -> None:
         """Without a runner the thread running an exchange also owns the connection: it
         reads and feeds the next bytes itself (the lock held on entry and on return);
         requests that become ready meanwhile wait their turn in ``inline``."""
@@ -380,3 +432,65 @@ class StreamBody:
             session._write_out()
         session.hand_over()
         return data
+
+
+class StreamLink(BlockingLink):
+    """A sync WebSocket handler's link over an HTTP/2 stream (RFC 8441): the same
+    :class:`WSSession` and rules as over a socket, the stream's body as its input (the
+    window given back as it reads) and DATA frames as its output."""
+
+    def __init__(
+        self,
+        session: H2Session,
+        stream: H2Stream,
+        conn: WebSocketConnection,
+        request: Any,
+        settings: WSSettings,
+    ) -> None:
+        self._h2 = session
+        self._stream = stream
+        self.sent = 0
+        super().__init__(session.raw, conn, request, session.addr, settings)
+
+    def _wait(self, deadline: float | None) -> None:
+        now = time.monotonic()
+        due = self._session.deadline()
+        wait = None if due is None else max(0.0, due - now)
+        if deadline is not None:
+            left = deadline - now
+            if left <= 0:
+                raise TimeoutError("no WebSocket message within the timeout")
+            wait = left if wait is None else min(wait, left)
+        session, stream = self._h2, self._stream
+        body = stream.request.body
+        with session.lock:
+            try:
+                came = session.wait_until(stream, lambda: body.buffered or body.complete, wait)
+            except StreamGone:
+                came, body.complete = True, True
+            data = session.core.take_body(stream, -1) if came else None
+            session._write_out()
+        session.hand_over()
+        if data is None:
+            with self._lock:
+                self._write(self._session.tick(time.monotonic()), quiet=True)
+            return
+        self.feed(data)  # (b"": the stream ended, as a socket's EOF)
+
+    def _send_all(self, data: bytes) -> None:
+        session, stream = self._h2, self._stream
+        with session.lock:
+            ok = session.core.send_body(stream, data, False, time.monotonic())
+            session._write_out()
+        if not ok:
+            raise StreamGone("the stream was reset")
+        self.sent += len(data)
+        session.hand_over()
+        with session.lock:
+            session.wait_for(
+                stream,
+                lambda: (
+                    session.core.queued(stream) <= STREAM_QUEUE_MAX
+                    and session.outbox.waiting <= STREAM_QUEUE_MAX
+                ),
+            )

@@ -84,6 +84,7 @@ class H2Protocol(asyncio.Protocol):
         self.budget = SendBudget(settings.timeout_io, settings.min_send_rate)
         self.stall_timer: asyncio.TimerHandle | None = None  # the reader's SendBudget
         self.websockets: dict[int, StreamWebSocketHost] = {}  # streams that carry one
+        self.running = 0  # exchanges started and not yet finished
         settings.h2_connections.add(self)
 
     # -- asyncio callbacks ----------------------------------------------------------------
@@ -120,7 +121,12 @@ class H2Protocol(asyncio.Protocol):
             self.timer = None
         self._changed()
         self._feed_websockets()  # (each sees its stream gone)
-        if not self.done.done():
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        """The connection is over for the model once it is lost and no exchange of it
+        still runs (a WSGI app on the pool finishes, and is counted and logged, first)."""
+        if self.lost and self.running == 0 and not self.done.done():
             self.done.set_result(None)
 
     def pause_writing(self) -> None:
@@ -232,6 +238,7 @@ class H2Protocol(asyncio.Protocol):
     # -- exchanges ---------------------------------------------------------------------------
 
     def _start(self, stream: H2Stream) -> None:
+        self.running += 1  # until finished()
         if stream.request.method == "CONNECT":
             self._connect(stream)
             return
@@ -296,8 +303,11 @@ class H2Protocol(asyncio.Protocol):
     ) -> None:
         self.core.finish(stream, status, sent, elapsed, time.monotonic(), remote, request_id)
         STATS.h2_request()
+        self.running -= 1
         self._flush()
-        if self.core.done:
+        if self.lost:
+            self._maybe_done()
+        elif self.core.done:
             self._close()
         else:
             self._arm()
@@ -520,6 +530,7 @@ class StreamWebSocketHost:
         self.paused = False
         self.ended = False  # our side of the stream is over
         self.gone = False  # the WebSocket was told the stream is gone
+        self.counted = False  # finished() ran (once)
         self.sent = 0
 
     @property
@@ -603,7 +614,9 @@ class StreamWebSocketHost:
         self.finished(stream.request, 200, self.sent, False)
 
     def finished(self, request: Request, status: int, sent: int, keep_alive: bool) -> None:
-        self.ended = True
+        if self.counted:
+            return
+        self.ended = self.counted = True
         self.proto.websockets.pop(self.stream.id, None)
         self.proto.finished(self.stream, status, sent, time.perf_counter() - self.stream.began)
 

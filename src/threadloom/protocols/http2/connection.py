@@ -274,8 +274,14 @@ class H2Connection:
 
     # -- bytes out -------------------------------------------------------------------------
 
+    @property
+    def over(self) -> bool:
+        """The connection ended in an error: h2 sends nothing more (its GOAWAY went)."""
+        return self.core.state_machine.state == h2.connection.ConnectionState.CLOSED
+
     def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end: bool) -> None:
-        self.core.send_headers(stream_id, headers, end_stream=end)
+        if not self.over:
+            self.core.send_headers(stream_id, headers, end_stream=end)
 
     def window(self, stream_id: int) -> int:
         """How many body bytes may go out on the stream now (flow control and frame size)."""
@@ -292,10 +298,12 @@ class H2Connection:
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
         """One DATA frame; ``data`` must fit :meth:`window`."""
-        self.core.send_data(stream_id, data, end_stream=end)
+        if not self.over:
+            self.core.send_data(stream_id, data, end_stream=end)
 
     def end(self, stream_id: int) -> None:
-        self.core.end_stream(stream_id)
+        if not self.over:
+            self.core.end_stream(stream_id)
 
     def reset(self, stream_id: int, code: int) -> None:
         """Reset a stream (an app that failed mid-response: INTERNAL_ERROR)."""
@@ -312,7 +320,7 @@ class H2Connection:
 
     def consumed(self, stream_id: int, flow: int) -> None:
         """The app took ``flow`` body bytes: the peer may send as many more."""
-        if flow and self.core.state_machine.state != h2.connection.ConnectionState.CLOSED:
+        if flow and not self.over:
             self.core.acknowledge_received_data(flow, stream_id)
 
     def going_away(self, code: int = ErrorCodes.NO_ERROR) -> None:
