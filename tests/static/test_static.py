@@ -208,3 +208,22 @@ def test_a_gigabyte_file_with_flat_memory(model: str, tmp_path: Path) -> None:
         grown_mib = (server.peak_kib() - before) / 1024
     assert received > size  # the head, then every byte
     assert grown_mib < 32, f"serving 1 GiB grew the server by {grown_mib:.0f} MiB"
+
+
+def test_over_http2_the_same_answers(server: Server) -> None:
+    """HTTP/2 gets the same files, validators, ranges and refusals, as header lists and
+    DATA frames (read a piece at a time: no sendfile under HTTP/2's framing)."""
+    from tests.http2.client import H2Client
+
+    with H2Client(server.addresses[0]) as client:
+        whole = client.request("/static/site.css")
+        ranged = client.request("/static/site.css", headers=[("range", "bytes=0-3")])
+        missing = client.request("/static/../secret.txt")
+        app = client.request("/elsewhere")
+        answers = client.wait(whole, ranged, missing, app)
+    assert answers[0].status == 200 and answers[0].body == CSS
+    assert answers[0].headers[b"content-type"].startswith(b"text/css")
+    assert b"etag" in answers[0].headers and b"last-modified" in answers[0].headers
+    assert answers[1].status == 206 and answers[1].body == CSS[:4]
+    assert answers[2].status == 404
+    assert answers[3].body == b"app"

@@ -42,6 +42,7 @@ from threadloom.engine.outbox import STREAM_QUEUE_MAX, Outbox
 from threadloom.engine.session import CLOSE, READ, READ_SIZE, SERVE, WRITE, Want
 from threadloom.engine.sockio import reset_on_close, wait_readable, wait_writable
 from threadloom.engine.ws import BlockingLink, WSSettings, h2_handshake, run_sync_handler
+from threadloom.interfaces.static import StaticFiles, send_over_stream
 from threadloom.protocols.http1 import RequestBody
 from threadloom.protocols.http2 import response_headers
 from threadloom.protocols.websocket import HandshakeError, WebSocketConnection
@@ -187,6 +188,10 @@ class H2Session:
         if stream.request.method == "CONNECT":
             self._run_websocket(stream)
             return
+        static = self.settings.static
+        if static is not None and static.claims(stream.request):
+            self._run_static(stream, static)
+            return
         runner = self.settings.runner
         assert runner is not None, "HTTP/2 is offered only to HTTP apps"
         request = stream.request
@@ -246,6 +251,21 @@ class H2Session:
         with self.lock:
             self.core.send_body(stream, b"", True, time.monotonic())
             self.core.finish(stream, 200, link.sent, time.perf_counter() - began, time.monotonic())
+            STATS.h2_request()
+            self._write_out()
+        self.hand_over()
+
+    def _run_static(self, stream: H2Stream, static: StaticFiles) -> None:
+        """A ``--static`` file over HTTP/2, on this thread (answered before any app)."""
+        began = time.perf_counter()
+        answer = static.answer(stream.request)
+        try:
+            sent = send_over_stream(answer, StreamSink(self, stream))
+        except OSError:
+            sent = 0  # the stream was reset, or the connection lost
+        with self.lock:
+            elapsed = time.perf_counter() - began
+            self.core.finish(stream, answer.status, sent, elapsed, time.monotonic())
             STATS.h2_request()
             self._write_out()
         self.hand_over()

@@ -39,6 +39,7 @@ from threadloom.engine.ws import WSSettings, h2_handshake
 from threadloom.engine.ws_aio import ASGIWebSocketCycle, AsyncWebSocket, serve_bare_handler
 from threadloom.errors import LocalProtocolError
 from threadloom.interfaces.asgi import Message, forward_and_identify, http_scope
+from threadloom.interfaces.static import send_over_stream
 from threadloom.protocols.http1 import Request, RequestBody
 from threadloom.protocols.http2 import response_headers
 from threadloom.protocols.websocket import (
@@ -242,6 +243,12 @@ class H2Protocol(asyncio.Protocol):
         if stream.request.method == "CONNECT":
             self._connect(stream)
             return
+        static = self.settings.static
+        if static is not None and static.claims(stream.request):
+            stream.began = time.perf_counter()
+            future = asyncio.ensure_future(self.runtime.run_sync(self._run_static, stream))
+            future.add_done_callback(lambda done: self._wsgi_done(stream, done))
+            return
         if self.settings.asgi is not None:
             ASGIStream(self, stream).run()
             return
@@ -279,6 +286,17 @@ class H2Protocol(asyncio.Protocol):
             else BodyReader(stream.request, LoopBody(self, stream))
         )
         return runner.run_h2(stream.request, reader, LoopStream(self, stream), self.addr)
+
+    def _run_static(self, stream: H2Stream) -> Any:
+        """On a pool thread: a ``--static`` file, read a piece at a time (the loop sends)."""
+        static = self.settings.static
+        assert static is not None
+        answer = static.answer(stream.request)
+        try:
+            sent = send_over_stream(answer, LoopStream(self, stream))
+        except OSError:
+            sent = 0
+        return _StaticOutcome(answer.status, sent)
 
     def _wsgi_done(self, stream: H2Stream, done: asyncio.Future[Any]) -> None:
         elapsed = time.perf_counter() - stream.began
@@ -647,3 +665,15 @@ class StreamWebSocketHost:
     def resume_ws_reading(self) -> None:
         self.paused = False
         self.pump()
+
+
+class _StaticOutcome:
+    """What a static answer says to the access log (an Outcome's fields)."""
+
+    __slots__ = ("remote", "request_id", "sent", "status")
+
+    def __init__(self, status: int, sent: int) -> None:
+        self.status = status
+        self.sent = sent
+        self.remote = None
+        self.request_id = None

@@ -35,7 +35,9 @@ from collections.abc import Iterable
 from urllib.parse import unquote_to_bytes
 
 from threadloom.config import static_mount
+from threadloom.interfaces.wsgi import StreamSink
 from threadloom.protocols.http1 import Request, response_head
+from threadloom.protocols.http2 import response_headers
 
 #: Raw (still percent-encoded) forms refused before decoding: an encoded slash, backslash
 #: or NUL would hide a separator or end a C string after the checks below.
@@ -49,7 +51,7 @@ class FileAnswer:
     """A response to send: ``head``, then ``length`` bytes of ``fd`` from ``offset``
     (``fd`` is None when no body follows; else the receiver owns and closes it)."""
 
-    __slots__ = ("fd", "head", "keep_alive", "length", "offset", "status")
+    __slots__ = ("fd", "fields", "head", "keep_alive", "length", "offset", "status")
 
     def __init__(
         self,
@@ -59,9 +61,12 @@ class FileAnswer:
         fd: int | None = None,
         offset: int = 0,
         length: int = 0,
+        fields: list[tuple[str, str]] | None = None,
     ) -> None:
         self.status = status
         self.head = head
+        #: the response's fields, for protocols that frame them otherwise (HTTP/2)
+        self.fields = fields or []
         self.keep_alive = keep_alive
         self.fd = fd
         self.offset = offset
@@ -207,8 +212,8 @@ def _file_answer(
     head, framer = response_head(request, status, fields)
     if request.method == "HEAD" or not length:
         os.close(fd)
-        return FileAnswer(status, head, framer.keep_alive)
-    return FileAnswer(status, head, framer.keep_alive, fd, offset, length)
+        return FileAnswer(status, head, framer.keep_alive, fields=fields)
+    return FileAnswer(status, head, framer.keep_alive, fd, offset, length, fields)
 
 
 def _has_sibling(path: str) -> bool:
@@ -272,4 +277,36 @@ def _bodiless(
     if status != 304:
         fields = [*fields, ("Content-Length", str(body_length or 0))]
     head, framer = response_head(request, status, fields)
-    return FileAnswer(status, head, framer.keep_alive)
+    return FileAnswer(status, head, framer.keep_alive, fields=fields)
+
+
+#: What is read from a file per DATA write over HTTP/2 (no sendfile: frames are cut).
+STREAM_PIECE = 64 * 1024
+
+
+def send_over_stream(answer: FileAnswer, sink: StreamSink) -> int:
+    """An answer over an HTTP/2 stream: its fields as a header list, then the file read a
+    piece at a time (the sink waits for the client's window between pieces); the bytes
+    sent. The descriptor is closed whatever happens."""
+    headers = response_headers(answer.status, answer.fields)
+    fd = answer.fd
+    if fd is None:
+        sink.respond(headers, b"", True)
+        return 0
+    sent, offset, remaining = 0, answer.offset, answer.length
+    try:
+        while remaining:
+            piece = os.pread(fd, min(STREAM_PIECE, remaining), offset)
+            if not piece:  # the file shrank under us: the promised length cannot be kept
+                sink.reset()
+                break
+            offset += len(piece)
+            remaining -= len(piece)
+            if sent:
+                sink.send(piece, not remaining)
+            else:
+                sink.respond(headers, piece, not remaining)
+            sent += len(piece)
+    finally:
+        os.close(fd)
+    return sent
