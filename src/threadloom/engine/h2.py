@@ -23,7 +23,8 @@ the connection's owner keeps reading it.**
   ``pool`` the worker asks the I/O thread (``flush_later``) and is free; a model without
   an I/O thread has the worker wait for the socket itself, as HTTP/1.1 does there.
 * One lock (``lock``) guards the core, the outbox and every stream's state; ``changed``
-  (its condition) wakes workers waiting for body bytes or for a window to open.
+  (its condition) wakes workers waiting for body bytes or for a window to open. Under
+  ``single`` nobody else would bring them: the waiting thread reads the socket itself.
 """
 
 from __future__ import annotations
@@ -40,12 +41,15 @@ from threadloom.engine.h2_core import H2Core, H2Stream
 from threadloom.engine.http1_core import HTTPSettings
 from threadloom.engine.outbox import STREAM_QUEUE_MAX, Outbox
 from threadloom.engine.session import CLOSE, READ, SERVE, WRITE, Want
-from threadloom.engine.sockio import reset_on_close, wait_writable
+from threadloom.engine.sockio import recv_waiting, reset_on_close, wait_writable
 from threadloom.protocols.http1 import RequestBody
 from threadloom.protocols.http2 import response_headers
 from threadloom.stats import STATS
 
 log = logging.getLogger("threadloom.http")
+
+#: bytes read at once by a worker that reads its connection itself (``single``)
+RECV_SIZE = 65536
 
 
 class StreamGone(OSError):
@@ -256,9 +260,31 @@ class H2Session:
                 self.core.fail(stream)
                 self._write_out()
                 raise StreamGone("the stream made no progress for --timeout-io")
-            self.changed.wait(left)
+            if self.settings.exchanges is None:
+                self._read_here(left)
+            else:
+                self.changed.wait(left)
         if stream.reset or self.lost:
             raise StreamGone("the stream was reset or the connection lost")
+
+    def _read_here(self, left: float) -> None:
+        """Under a model without a runner (``single``) the thread that waits is the
+        connection's only one, so it reads the frames it waits for itself (the lock held),
+        as HTTP/1.1's body reader reads the socket there: a body longer than the window,
+        or a response that waits for one, would otherwise wait for nobody."""
+        began = time.monotonic()
+        try:
+            data = recv_waiting(self.sock, RECV_SIZE, left)
+        except OSError:
+            data = b""
+        if not data and time.monotonic() - began < left:  # EOF (not the timeout)
+            self.lost = True
+        alive = self.core.feed(data, time.monotonic()) if data else not self.lost
+        self.inline.extend(self.core.take_ready())
+        self._write_out()
+        if not alive:
+            self.lost = True
+            self.core._lose_all()
 
 
 class StreamSink:
