@@ -394,6 +394,9 @@ class H2Core:
 
     def _forget(self, stream: H2Stream) -> None:
         if self.streams.pop(stream.id, None) is not None:
+            if stream.unacked:  # body the app never read: the connection's window back
+                self.conn.consumed(stream.id, stream.unacked)
+                stream.unacked = 0
             self.conn.done(stream.id)
             self.sending.pop(stream.id, None)
         if not self.streams:
