@@ -155,12 +155,14 @@ class H2Core:
             elif kind is Reset:
                 self._reset(event.stream_id)  # type: ignore[union-attr]
             elif kind is Closed:
+                # Either way nothing more can be sent (h2 closes on a GOAWAY it received
+                # too): every stream is given up, so that its app's writes fail quietly.
                 self.ending = True
                 self.why = event.reason  # type: ignore[union-attr]
                 if not event.by_peer:  # type: ignore[union-attr]
                     log.info("HTTP/2 connection error from %s: %s", self.addr, self.why)
-                    self._lose_all()
-                    return False
+                self._lose_all()
+                return False
         return self._within_budgets(now)
 
     def _opened(self, event: Opened, now: float) -> None:
