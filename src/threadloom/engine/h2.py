@@ -23,7 +23,8 @@ the connection's owner keeps reading it.**
   ``pool`` the worker asks the I/O thread (``flush_later``) and is free; a model without
   an I/O thread has the worker wait for the socket itself, as HTTP/1.1 does there.
 * One lock (``lock``) guards the core, the outbox and every stream's state; ``changed``
-  (its condition) wakes workers waiting for body bytes or for a window to open.
+  (its condition) wakes workers waiting for body bytes or for a window to open. Under
+  ``single`` nobody else would bring them: the waiting thread reads the socket itself.
 """
 
 from __future__ import annotations

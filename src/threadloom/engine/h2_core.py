@@ -5,8 +5,9 @@ Why
 HTTP/2 runs under every model, as HTTP/1.1 does, with two drivers:
 :mod:`threadloom.engine.h2` (thread models) and :mod:`threadloom.engine.h2_aio` (asyncio).
 What both must agree on lives here: when a stream's request goes to the app (the same rule
-as HTTP/1.1: a sync app once the body is complete, large, or behind
-``Expect: 100-continue``; an async one at once), its body and the window given back only as
+as HTTP/1.1: a sync app once the body is complete, large (here: once waiting bodies
+hold half the receive window, ``HELD_BODY_MAX``), or behind ``Expect: 100-continue``; an
+async one at once), its body and the window given back only as
 the app takes it, the response queued per stream and framed as the peer's windows allow,
 the deadlines (an idle connection, a peer whose windows stay shut, the preface), the flood
 budgets, the limits, GOAWAY on shutdown, and counting and logging each exchange.
@@ -37,7 +38,7 @@ import logging
 from collections import deque
 from typing import Any
 
-from threadloom.engine.http1_core import DISPATCH_BODY_BYTES, HTTPSettings
+from threadloom.engine.http1_core import HTTPSettings
 from threadloom.protocols.http1 import Request
 from threadloom.protocols.http2 import (
     Closed,
@@ -60,6 +61,13 @@ CONTROL_FRAMES_MAX = 1000
 #: CVE-2023-44487) or by us because of its frames (MadeYouReset, CVE-2025-8671).
 RESETS_MAX = 200
 FLOOD_WINDOW_S = 10.0
+#: A sync app is handed its request once the body is complete, or once the bodies waiting
+#: for their apps hold this much of the connection's receive window (65,535 octets, h2's
+#: default, given back only as apps read): past it the peer could be left without the
+#: window to finish any of them. HTTP/1.1's DISPATCH_BODY_BYTES (64 KiB) is more than the
+#: whole window, and a body waiting for it waited forever. Half the window, because h2
+#: holds back up to 1,024 given-back octets and padding costs window too.
+HELD_BODY_MAX = 32 * 1024
 
 
 class H2Stream:
@@ -155,12 +163,14 @@ class H2Core:
             elif kind is Reset:
                 self._reset(event.stream_id, event.by_peer)  # type: ignore[union-attr]
             elif kind is Closed:
+                # Either way nothing more can be sent (h2 closes on a GOAWAY it received
+                # too): every stream is given up, so that its app's writes fail quietly.
                 self.ending = True
                 self.why = event.reason  # type: ignore[union-attr]
                 if not event.by_peer:  # type: ignore[union-attr]
                     log.info("HTTP/2 connection error from %s: %s", self.addr, self.why)
-                    self._lose_all()
-                    return False
+                self._lose_all()
+                return False
         return self._within_budgets(now)
 
     def _opened(self, event: Opened, now: float) -> None:
@@ -208,11 +218,16 @@ class H2Core:
             or stream.request.method == "CONNECT"  # a tunnel (RFC 8441): its body never ends
             or body.complete
             or stream.request.expect_continue
-            or body.buffered >= DISPATCH_BODY_BYTES
-            or (body.buffered and self.conn.peer_window(stream.id) <= 0)
+            or body.buffered >= HELD_BODY_MAX
         ):
             stream.dispatched = True
             self.ready.append(stream)
+            return
+        waiting = [s for s in self.streams.values() if not s.dispatched and s.unacked]
+        if sum(s.unacked for s in waiting) >= HELD_BODY_MAX:
+            for other in waiting:  # together they hold the window: each app takes its own
+                other.dispatched = True
+                self.ready.append(other)
 
     def _too_large(self, stream: H2Stream) -> None:
         """A body over --max-body-size: 413 if the app has not answered, and the stream
@@ -402,6 +417,9 @@ class H2Core:
 
     def _forget(self, stream: H2Stream) -> None:
         if self.streams.pop(stream.id, None) is not None:
+            if stream.unacked:  # body the app never read: the connection's window back
+                self.conn.consumed(stream.id, stream.unacked)
+                stream.unacked = 0
             self.conn.done(stream.id)
             self.sending.pop(stream.id, None)
         if not self.streams:

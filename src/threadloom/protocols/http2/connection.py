@@ -27,6 +27,12 @@ What h2 leaves to its user and this module adds:
   The engine weighs them against time (floods: CVE-2019-9512/-9514/-9515/-9516/-9518,
   CVE-2023-44487, CVE-2025-8671); a protocol core has no clock.
 
+* Three rules h2 gets wrong, put right here: the client's preface must go on with a
+  SETTINGS frame (RFC 9113 3.4; h2 takes any frame), an HPACK decoding error is
+  COMPRESSION_ERROR (4.3; h2 says PROTOCOL_ERROR), and a new
+  SETTINGS_INITIAL_WINDOW_SIZE opens the peer's windows (6.9.2) as a WINDOW_UPDATE does,
+  so it is a :class:`WindowOpened` too (h2 reports it only as a settings change).
+
 h2 itself checks the frames, HPACK (the decoded header list is bounded by
 ``max_header_list``: CVE-2016-6581), CONTINUATION backlogs (64 frames: CVE-2024-27316),
 pseudo-headers (present, known, once, first), lower-case and connection-specific names,
@@ -43,6 +49,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame, RstStreamFrame
 
@@ -62,6 +69,8 @@ __all__ = [
 ]
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#: the preface and the header of the frame after it, which must be a SETTINGS (no ACK)
+_OPENING = len(PREFACE) + 9
 
 
 def looks_like_preface(data: bytes) -> bool | None:
@@ -161,6 +170,24 @@ class _Settings(h2.settings.Settings):
         self[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = value
 
 
+class CompressionError(h2.exceptions.ProtocolError):
+    """A header block HPACK cannot decode: a connection error COMPRESSION_ERROR (RFC 9113
+    4.3). h2 turns HPACK's errors into PROTOCOL_ERROR; it lets its own ProtocolErrors
+    through with their code, so :class:`_Decoder` raises this one instead."""
+
+    error_code = ErrorCodes.COMPRESSION_ERROR
+
+
+class _Decoder(hpack.Decoder):
+    def decode(self, data: bytes, raw: bool = False) -> Any:
+        try:
+            return super().decode(data, raw)
+        except hpack.OversizedHeaderListError:
+            raise  # h2 makes it a DenialOfServiceError (an HPACK bomb), rightly
+        except hpack.HPACKError as exc:
+            raise CompressionError(f"Error decoding header block: {exc}") from exc
+
+
 class _Core(h2.connection.H2Connection):
     """h2's connection, counting the RST_STREAM frames it queues."""
 
@@ -199,6 +226,7 @@ class H2Connection:
         if limits.connect_protocol:
             settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
         core.local_settings = _Settings(client=False, initial_values=settings)
+        core.decoder = _Decoder()
         core.decoder.max_header_list_size = limits.max_header_list
         core.initiate_connection()
         #: frames carrying no request data the peer sent, and resets its frames caused
@@ -208,6 +236,8 @@ class H2Connection:
         #: exchange still runs keeps its place, so resets cannot make work pile up
         self.open_streams = 0
         self.closed = False
+        #: the connection's first bytes, until the frame after the preface is known
+        self.opening: bytes | None = b""
 
     # -- bytes in ------------------------------------------------------------------------
 
@@ -216,6 +246,8 @@ class H2Connection:
         core = self.core
         before = core.resets_queued
         try:
+            if self.opening is not None:
+                self._check_opening(data)
             raw: list[Any] = core.receive_data(data)
         except h2.exceptions.ProtocolError as exc:  # h2 has queued the GOAWAY
             self.closed = True
@@ -255,7 +287,24 @@ class H2Connection:
                     )
                 elif kind is h2.events.WindowUpdated:
                     events.append(WindowOpened(event.stream_id))
+                elif (
+                    kind is h2.events.RemoteSettingsChanged
+                    and h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings
+                ):
+                    events.append(WindowOpened(0))  # every stream's window moved
         return events
+
+    def _check_opening(self, data: bytes) -> None:
+        """RFC 9113 3.4: the preface is followed by a SETTINGS frame (h2 checks the preface
+        but takes any frame after it). Else a connection error PROTOCOL_ERROR."""
+        opening = self.opening = (self.opening or b"") + data[:_OPENING]
+        if len(opening) < _OPENING:
+            return
+        self.opening = None
+        kind, flags = opening[len(PREFACE) + 3], opening[len(PREFACE) + 4]
+        if kind != 0x4 or flags & 0x1:  # SETTINGS, without ACK
+            self.core.close_connection(ErrorCodes.PROTOCOL_ERROR)
+            raise h2.exceptions.ProtocolError("the preface is not followed by SETTINGS")
 
     def _opened(self, event: Any, events: list[Event]) -> None:
         stream_id = event.stream_id
@@ -287,14 +336,6 @@ class H2Connection:
         """How many body bytes may go out on the stream now (flow control and frame size)."""
         core = self.core
         return min(core.local_flow_control_window(stream_id), core.max_outbound_frame_size)
-
-    def peer_window(self, stream_id: int) -> int:
-        """How many more body bytes the peer may send on the stream before we give back
-        what it sent (the smaller of the stream's and the connection's windows)."""
-        try:
-            return int(self.core.remote_flow_control_window(stream_id))
-        except h2.exceptions.StreamClosedError:
-            return 0
 
     def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
         """One DATA frame; ``data`` must fit :meth:`window`."""
