@@ -63,7 +63,9 @@ BACKOFF_MAX_S = 30.0
 MAX_START_FAILURES = 5
 #: (by name: SIGHUP and SIGCHLD are missing on Windows, where this module must import,
 #: to say in one line that --workers needs fork)
-_HANDLED = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP", "SIGCHLD"))
+_HANDLED = tuple(
+    getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP", "SIGCHLD") if hasattr(signal, n)
+)
 
 
 @dataclass(eq=False)
