@@ -124,6 +124,10 @@ class AsyncioModel(Model):
         finally:
             for task in accepting:
                 task.cancel()
+            # their readers go once they have run: a listener closed before that stays in
+            # a select or poll set (EBADF: Windows' select, or THREADLOOM_EMULATE; epoll
+            # and kqueue drop a closed descriptor themselves)
+            await asyncio.gather(*accepting, return_exceptions=True)
             for listener in self.listeners:
                 listener.close()
             self.service.going_away()
