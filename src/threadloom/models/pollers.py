@@ -54,6 +54,9 @@ ERR = 0x008
 HUP = 0x010
 RDHUP = 0x2000
 _ET = 1 << 31
+#: ``select`` watches at most 512 sockets on Windows (CPython's FD_SETSIZE there; on Linux,
+#: descriptors below 1024): room for the listeners and the waker.
+SELECT_CAPACITY = 500
 
 
 class Poller(Protocol):
@@ -63,6 +66,8 @@ class Poller(Protocol):
     data: dict[int, Any]
     #: for the start-up line: ``epoll``, ``KqueueSelector``, ``SelectSelector``, ...
     name: str
+    #: connections it can watch at once (None: as many as descriptors allow)
+    capacity: int | None
 
     def register(self, fileobj: Any, events: int, data: Any) -> None: ...
     def unregister(self, fileobj: Any) -> None: ...
@@ -94,6 +99,7 @@ class EpollPoller:
     """One epoll: listeners and the waker level-triggered, connections edge-triggered."""
 
     name = "epoll"
+    capacity: int | None = None
 
     def __init__(self) -> None:
         self.epoll = select.epoll()
@@ -139,6 +145,7 @@ class SelectorPoller:
     def __init__(self, waker: Waker, selector: selectors.BaseSelector) -> None:
         self.selector = selector
         self.name = type(selector).__name__
+        self.capacity = SELECT_CAPACITY if isinstance(selector, selectors.SelectSelector) else None
         self.data: dict[int, Any] = {}
         self._waker = waker
         #: hand-backs from workers, applied by the I/O thread: (fd, sock, events)

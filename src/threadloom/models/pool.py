@@ -103,6 +103,15 @@ class PoolModel(ThreadModel):
 
     def make_selector(self) -> Any:
         self.mux = make_poller(self.waker)
+        capacity = self.mux.capacity
+        if capacity is not None and self.connections.limit > capacity:
+            log.info(
+                "--max-connections %d lowered to %d: %s watches no more sockets",
+                self.connections.limit,
+                capacity,
+                self.mux.name,
+            )
+            self.connections.limit = capacity
         return self.mux
 
     def describe(self) -> str:
