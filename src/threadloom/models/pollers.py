@@ -11,6 +11,7 @@ the pool says                 thread            watch from then on
 ``serving(fd)``               I/O thread        nothing: a worker owns it
 ``parked(fd, sock)``          a worker          reads (handed back)
 ``writing(fd, sock)``         a worker          writes (handed back with a response to send)
+``watch_writes(fd)``          I/O thread        writes (output it made itself waits)
 ``written(fd)``               I/O thread        reads (the response is out)
 ``forget(fd)``                the owner         nothing (before the socket closes)
 ============================ ================ ==============================================
@@ -75,6 +76,7 @@ class Poller(Protocol):
     def serving(self, fd: int) -> None: ...
     def parked(self, fd: int, sock: Any) -> None: ...
     def writing(self, fd: int, sock: Any) -> None: ...
+    def watch_writes(self, fd: int) -> None: ...
     def written(self, fd: int) -> None: ...
     def forget(self, fd: int) -> None: ...
     def poll(self, timeout: float | None) -> list[tuple[int, int]]: ...
@@ -129,6 +131,9 @@ class EpollPoller:
     def writing(self, fd: int, sock: Any) -> None:
         self.epoll.modify(fd, IN | RDHUP | _ET | OUT)
 
+    def watch_writes(self, fd: int) -> None:
+        self.epoll.modify(fd, IN | RDHUP | _ET | OUT)
+
     def written(self, fd: int) -> None:
         self.epoll.modify(fd, IN | RDHUP | _ET)
 
@@ -176,6 +181,9 @@ class SelectorPoller:
     def writing(self, fd: int, sock: Any) -> None:
         self._handed.put((fd, sock, selectors.EVENT_WRITE))
         self._waker.wake()
+
+    def watch_writes(self, fd: int) -> None:
+        self._watch(fd, selectors.EVENT_WRITE)
 
     def written(self, fd: int) -> None:
         self._watch(fd, selectors.EVENT_READ)
