@@ -39,6 +39,8 @@ MISSING: dict[str, dict[Any, tuple[str, ...]]] = {
             "register_at_fork",
             "sched_getaffinity",
             "sched_setaffinity",
+            "killpg",
+            "setsid",
         ),
         signal: ("pthread_kill", "SIGURG", "SIGHUP", "SIGCHLD", "SIGQUIT", "SIGKILL"),
     },

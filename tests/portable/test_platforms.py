@@ -114,11 +114,13 @@ REFUSED = {
     ),
     "--reload": (("--reload",), "--reload needs POSIX (it passes the listening sockets"),
     "unix:": (("--bind", "unix:/tmp/threadloom-never.sock"), "no unix sockets on this platform"),
+    "bench": ((), "threadloom bench needs POSIX (process groups)"),
 }
 REFUSALS = [
     ("emulated", "--workers"),
     ("emulated", "--reload"),
     ("emulated", "unix:"),
+    ("emulated", "bench"),
     ("switch", "--workers"),  # THREADLOOM_NO_FORK=1 on the real interpreter
     ("switch", "--reload"),
 ]
@@ -127,7 +129,9 @@ REFUSALS = [
 @pytest.mark.parametrize(("how", "what"), REFUSALS, ids=[f"{h}-{w}" for h, w in REFUSALS])
 def test_what_the_platform_cannot_do_is_one_line_and_exit_2(how: str, what: str) -> None:
     args, message = REFUSED[what]
-    if how == "emulated":
+    if what == "bench":
+        done = run_command("bench", "--quick", platform="windows")
+    elif how == "emulated":
         done = run_command("serve", APP, *args, platform="windows")
     else:
         done = run_command("serve", APP, *args, THREADLOOM_NO_FORK="1")
