@@ -30,6 +30,51 @@ settings.load_profile("threadloom")
 
 REQUIRE_TOOLS = os.environ.get("THREADLOOM_REQUIRE_TOOLS") == "1"
 
+#: Suites that run again on the paths macOS and Windows take, forced on Linux by their
+#: switches (threadloom/portable.py; README "Platforms"), parametrized as the models are:
+#: ``pool`` over a level-triggered ``select`` poller (Windows') with files read and sent
+#: (no ``os.sendfile``). The other models' forced paths are in tests/portable.
+PORTABLE_SUITES = (
+    "tests/http1/",
+    "tests/http2/test_h2_basic.py",
+    "tests/static/",
+    "tests/adversarial/test_slow_readers.py",
+)
+FORCED_PATHS: dict[str, dict[str, str]] = {
+    "native": {},
+    "portable": {"THREADLOOM_POLLER": "select", "THREADLOOM_NO_SENDFILE": "1"},
+}
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.path.relative_to(_ROOT).as_posix().startswith(PORTABLE_SUITES):
+        metafunc.parametrize("forced_paths", list(FORCED_PATHS), indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The portable paths of PORTABLE_SUITES run under ``pool`` only (what they change)."""
+    dropped = [item for item in items if _portable_but_not_pool(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not _portable_but_not_pool(item)]
+
+
+def _portable_but_not_pool(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or callspec.params.get("forced_paths", "native") == "native":
+        return False
+    return "pool" not in callspec.id.split("-")
+
+
+@pytest.fixture(autouse=True)
+def forced_paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The environment switches of the paths this test runs on (FORCED_PATHS)."""
+    name: str = getattr(request, "param", "native")
+    for key, value in FORCED_PATHS[name].items():
+        monkeypatch.setenv(key, value)
+    return name
+
 
 def need_tool(name: str) -> str:
     """Path of an external tool; skip the test without it (fail under THREADLOOM_REQUIRE_TOOLS)."""

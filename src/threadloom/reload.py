@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from threadloom import portable
 from threadloom.config import Config, flag_name
 from threadloom.errors import ConfigError
 from threadloom.net.listeners import Listener, bind
@@ -137,4 +138,9 @@ class Reloader:
 
 def run_reloading(app: str, config: Config) -> int:
     """Serve ``app`` in a child process, restarted whenever a ``.py`` file changes."""
+    if not portable.can_fork():
+        raise ConfigError(
+            "--reload needs POSIX (it passes the listening sockets to a child process);"
+            " on Windows restart the server yourself"
+        )
     return Reloader(app, config).run()

@@ -43,12 +43,16 @@ from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
 
+from threadloom import portable
+
 #: ``act(signum, count)``: ``count`` is how many signals this inbox had received, this one
 #: included, when it arrived (1 for the first: a graceful stop; more: stop now).
 Action = Callable[[int, int], None]
 #: Sent by the nudger to the main thread to interrupt its system call (see above): a signal
 #: a server never otherwise needs, ignored by default, and present on every POSIX system.
-NUDGE = signal.SIGURG
+#: Windows has neither it nor ``pthread_kill``: there is no nudger, and the thread models'
+#: loops wake every ``portable.SIGNAL_WAKE_S`` instead, so the handler runs (Ctrl-C).
+NUDGE: int | None = getattr(signal, "SIGURG", None) if portable.interrupts_main_thread() else None
 
 
 class SignalInbox:
@@ -66,7 +70,7 @@ class SignalInbox:
 
     def install(self) -> None:
         """Put the recording handler in place (on the main thread, as Python requires)."""
-        if self._wakeup_pair is not None:
+        if self._wakeup_pair is not None and NUDGE is not None:  # (mypy: set together)
             self._wakeup_fd = self._wakeup_pair[1].fileno()
             self._previous[NUDGE] = signal.signal(NUDGE, _nothing)
         if self._wakeup_fd is not None:
@@ -107,6 +111,18 @@ class SignalInbox:
         Call before :meth:`install`: the inbox then owns the process's wakeup fd, and a
         nudger thread makes sure the main thread runs the handler (module docstring).
         """
+
+        def watch() -> None:
+            while True:
+                signum, count = self._queue.get()
+                threading.Thread(
+                    target=act, args=(signum, count), name=f"{name}-act", daemon=True
+                ).start()
+
+        threading.Thread(target=watch, name=name, daemon=True).start()
+        nudge_with = NUDGE
+        if nudge_with is None:
+            return  # no nudger here: the loops wake every portable.SIGNAL_WAKE_S instead
         nudger_end, handler_end = socket.socketpair()
         handler_end.setblocking(False)  # set_wakeup_fd requires it
         self._wakeup_pair = (nudger_end, handler_end)
@@ -117,16 +133,8 @@ class SignalInbox:
             with nudger_end:
                 while arrived := nudger_end.recv(64):
                     if any(signum in self.signals for signum in arrived):
-                        signal.pthread_kill(main, NUDGE)
+                        signal.pthread_kill(main, nudge_with)
 
-        def watch() -> None:
-            while True:
-                signum, count = self._queue.get()
-                threading.Thread(
-                    target=act, args=(signum, count), name=f"{name}-act", daemon=True
-                ).start()
-
-        threading.Thread(target=watch, name=name, daemon=True).start()
         threading.Thread(target=nudge, name=f"{name}-nudger", daemon=True).start()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -145,6 +146,8 @@ def _check_extras() -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``threadloom bench``: plan, measure, write, print. Returns the exit status."""
+    if not hasattr(os, "killpg"):  # (Windows: its servers run in process groups)
+        raise ConfigError("threadloom bench needs POSIX (process groups); run it on Linux or macOS")
     plan = plan_from(args)
     _check_extras()
     out = _out_dir(args.out)

@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import IO
 
+from threadloom import portable
 from threadloom.engine.sockio import wait_writable
 
 #: Bytes of a streamed response that may wait before its producer waits for the reader.
@@ -118,7 +119,7 @@ class FileSegment:
         """Up to ``most`` of the bytes left, read from the file (for a writer that cannot
         hand the kernel a descriptor: the asyncio model's transport); BrokenPipeError if
         the file ended before its promised length."""
-        piece = os.pread(self.fd, min(most, self.remaining), self.offset)
+        piece = portable.pread(self.fd, min(most, self.remaining), self.offset)
         if not piece:
             raise BrokenPipeError("the file ended before its promised length")
         if advance:
@@ -148,7 +149,10 @@ class Outbox:
         self.sock = sock
         #: a plain socket's ``send``, or a TLS stream's ``send_some``: never waits
         self.send_some: Callable[[bytes | memoryview], int] = getattr(sock, "send_some", sock.send)
-        self.kernel_copies = type(sock) is socket.socket  # os.sendfile works on it
+        #: os.sendfile and sendmsg work on it (not TLS; not where either is missing, as on
+        #: Windows, or THREADLOOM_NO_SENDFILE=1: then files are read and sent, one buffer
+        #: per call, as for TLS)
+        self.kernel_copies = type(sock) is socket.socket and portable.kernel_sends_files()
         self.budget = SendBudget(grace, min_rate)
         self.parts: deque[memoryview | FileSegment] = deque()
         self.waiting = 0  # bytes in parts

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from threadloom import portable
 from threadloom.config import Config
 from threadloom.engine.session import Session, Want
 from threadloom.engine.sockio import wait_readable
@@ -46,7 +47,7 @@ tls_log = logging.getLogger("threadloom.tls")
 
 #: Enough to see a v1 line or a v2 header with ordinary extensions in one peek.
 PEEK_SIZE = 1024
-_NOWAIT = socket.MSG_DONTWAIT
+_NOWAIT = portable.MSG_DONTWAIT  # (0 on Windows: _read_available asks first)
 MakeSession = Callable[[Any, Any], Session]
 
 
@@ -258,6 +259,8 @@ def _resolve(future: asyncio.Future[None]) -> None:
 def _read_available(sock: socket.socket, parser: ProxyHeaderParser) -> ProxyHeader | None:
     """Take what is readable now and belongs to the header, never a byte more."""
     while True:
+        if not _NOWAIT and not wait_readable(sock, 0):
+            return None  # (without MSG_DONTWAIT a recv on a blocking socket would wait)
         try:
             peeked = sock.recv(PEEK_SIZE, socket.MSG_PEEK | _NOWAIT)
         except (BlockingIOError, InterruptedError):

@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import select
 import socket
-import struct
 import time
 
-_POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
-_POLLOUT = select.POLLOUT | select.POLLHUP | select.POLLERR
+from threadloom import portable
+
+# poll's bits where it exists; elsewhere (Windows) 1 and 4 name select's read and write sets
+_POLLIN = (
+    select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR if portable.HAS_POLL else 1
+)
+_POLLOUT = select.POLLOUT | select.POLLHUP | select.POLLERR if portable.HAS_POLL else 4
 
 
 def wait_for(sock: socket.socket, events: int, timeout: float | None) -> bool:
     """Wait until ``sock`` is ready for ``events``; False when ``timeout`` passes first."""
+    wait = None if timeout is None else max(timeout, 0.0)
+    if not portable.HAS_POLL:
+        reading = [sock] if events == _POLLIN else []
+        ready = select.select(reading, [] if reading else [sock], [sock], wait)
+        return any(ready)
     poller = select.poll()
     poller.register(sock, events)
-    return bool(poller.poll(None if timeout is None else max(timeout, 0.0) * 1000))
+    return bool(poller.poll(None if wait is None else wait * 1000))
 
 
 def wait_readable(sock: socket.socket, timeout: float | None) -> bool:
@@ -33,9 +42,6 @@ def wait_writable(sock: socket.socket, timeout: float | None) -> bool:
     return wait_for(sock, _POLLOUT, timeout)
 
 
-_LINGER_RESET = struct.pack("ii", 1, 0)
-
-
 def reset_on_close(sock: object) -> None:
     """Make the coming close a reset: a dropped slow reader's unsent bytes are discarded
     by the kernel at once, instead of being delivered at its pace (and held meanwhile)."""
@@ -43,7 +49,7 @@ def reset_on_close(sock: object) -> None:
     if setsockopt is None:
         return  # a TLS stream: its socket closes as it is
     try:
-        setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, portable.LINGER_RESET)
     except OSError:
         pass
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from threadloom import portable
 from threadloom.config import Config
 from threadloom.engine.session import Service
 from threadloom.models.base import Model, log
@@ -227,7 +228,7 @@ class AsyncioModel(Model):
 
     def _open(self, sock: socket.socket, addr: Any) -> None:
         """Serve a new connection on a task of its own."""
-        if sock.family != socket.AF_UNIX:
+        if sock.family != portable.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         task = asyncio.create_task(self._serve_connection(sock, addr))
         self._tasks[task] = sock

@@ -18,6 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
+from threadloom import portable
 from threadloom.config import Config
 from threadloom.engine.session import ExchangeRunner, Service, Session
 from threadloom.net.listeners import FD_BACKOFF_S, Listener, OutOfDescriptors, accept
@@ -148,7 +149,7 @@ class ThreadModel(Model):
         return Load(len(self.connections), self.connections.busy(), 0)
 
     def make_selector(self) -> Any:
-        """The selector the accept loop waits on (pool swaps in its own epoll)."""
+        """The selector the accept loop waits on (pool swaps in its own poller)."""
         return selectors.DefaultSelector()
 
     def stop(self, graceful: bool = True) -> None:
@@ -217,7 +218,14 @@ class AcceptGate:
         self._cap_logged = False
 
     def update(self) -> float | None:
-        """(Un)register listeners for the current state; returns seconds until it may change."""
+        """(Un)register listeners for the current state; returns seconds until it may change
+        (at most ``portable.SIGNAL_WAKE_S`` where a signal cannot interrupt the wait: the
+        loops that wait this long are on the main thread, which must run the handler)."""
+        wait = self._update()
+        cap = portable.SIGNAL_WAKE_S
+        return wait if cap is None or (wait is not None and wait < cap) else cap
+
+    def _update(self) -> float | None:
         if self._closed:
             return None
         now = time.monotonic()

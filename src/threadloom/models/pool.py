@@ -37,12 +37,16 @@ reader's ``--min-send-rate``) is swept like the parked ones'.
 
 Raw handlers own their socket for its whole life, so they hold a worker until they return,
 exactly as in the tutorial.
+
+The rules above are written for epoll, Linux's poller. Elsewhere (or with
+``THREADLOOM_POLLER``) a level-triggered ``selectors`` poller keeps the same hand-offs by
+watching only the connections the I/O thread owns (models/pollers.py): every hand-off is
+told to ``self.mux``, which does nothing under epoll.
 """
 
 from __future__ import annotations
 
 import queue
-import select
 import socket
 import threading
 import time
@@ -62,6 +66,7 @@ from threadloom.engine.session import (
     Want,
 )
 from threadloom.models.base import ThreadModel, log
+from threadloom.models.pollers import ERR, HUP, IN, OUT, RDHUP, Poller, make_poller
 from threadloom.net.listeners import Listener
 from threadloom.stats import Load
 
@@ -70,47 +75,22 @@ SWEEP_MIN_S = 0.05
 #: ... and at most this far: a worker parks a connection without telling the I/O thread
 #: its deadline, which is a keep-alive one, seconds away.
 SWEEP_MAX_S = 0.5
-_WATCHED = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
-_HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
-_FULL = select.EPOLLIN  # in _missed: a read filled the buffer
-_WRITABLE = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+_HANGUP = RDHUP | HUP | ERR
+_FULL = IN  # in _missed: a read filled the buffer
+_WRITABLE = OUT | ERR | HUP
 Conn = tuple[socket.socket, Session]
 WorkItem = tuple[int, socket.socket, Session] | Callable[[], None] | None
 
 
-class EpollMux:
-    """One epoll for listeners, the waker (level-triggered) and connections (edge-triggered)."""
-
-    def __init__(self) -> None:
-        self.epoll = select.epoll()
-        self.data: dict[int, Any] = {}
-
-    def register(self, fileobj: Any, events: int, data: Any) -> None:
-        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
-        self.data[fd] = data
-        self.epoll.register(fd, select.EPOLLIN)
-
-    def unregister(self, fileobj: Any) -> None:
-        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
-        self.data.pop(fd, None)
-        self.epoll.unregister(fd)
-
-    def add(self, fd: int, conn: Conn) -> None:
-        self.data[fd] = conn
-        self.epoll.register(fd, _WATCHED)
-
-    def close(self) -> None:
-        self.epoll.close()
-
-
 class PoolModel(ThreadModel):
-    """One epoll I/O thread feeding ``--threads`` workers through a queue."""
+    """One I/O thread (epoll, or a selector: models/pollers.py) feeding ``--threads``
+    workers through a queue."""
 
     name = "pool"
     runs_sync_on_pool = True
 
     def __init__(self, config: Config, service: Service, listeners: list[Listener]) -> None:
-        self.mux = EpollMux()
+        self.mux: Poller
         super().__init__(config, service, listeners)
         self._work: queue.SimpleQueue[WorkItem] = queue.SimpleQueue()
         self._parked: set[int] = set()  # connections the I/O thread looks after
@@ -125,6 +105,16 @@ class PoolModel(ThreadModel):
         self._to_flush: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
 
     def make_selector(self) -> Any:
+        self.mux = make_poller(self.waker)
+        capacity = self.mux.capacity
+        if capacity is not None and self.connections.limit > capacity:
+            log.info(
+                "--max-connections %d lowered to %d: %s watches no more sockets",
+                self.connections.limit,
+                capacity,
+                self.mux.name,
+            )
+            self.connections.limit = capacity
         return self.mux
 
     def exchanges(self) -> ExchangeRunner:
@@ -146,7 +136,8 @@ class PoolModel(ThreadModel):
         return True
 
     def describe(self) -> str:
-        return f"pool ({self.config.threads} worker threads + 1 I/O thread)"
+        threads = self.config.threads
+        return f"pool ({threads} worker threads + 1 I/O thread on {self.mux.name})"
 
     def load(self) -> Load:
         return Load(self.config.threads, sum(self._busy), self._work.qsize())
@@ -180,7 +171,7 @@ class PoolModel(ThreadModel):
                 if not len(self.connections):
                     return
             timeout = _earliest(self.gate.update(), self._sweep_timeout())
-            ready = self.mux.epoll.poll(-1 if timeout is None else timeout)
+            ready = self.mux.poll(timeout)
             for fd, events in ready:
                 target = data.get(fd)
                 if type(target) is tuple:  # a connection (the most common)
@@ -223,7 +214,7 @@ class PoolModel(ThreadModel):
                 self._parked.discard(fd)
                 self._writing.add(fd)
                 try:
-                    self.mux.epoll.modify(fd, _WATCHED | select.EPOLLOUT)
+                    self.mux.watch_writes(fd)
                 except OSError:
                     self._writing.discard(fd)
                     self._close(fd, sock, conn[1])
@@ -276,7 +267,7 @@ class PoolModel(ThreadModel):
         self._writing.discard(fd)
         if want is not CLOSE:
             try:
-                self.mux.epoll.modify(fd, _WATCHED)
+                self.mux.written(fd)
             except OSError:
                 want = CLOSE
         if want is READ:
@@ -295,12 +286,13 @@ class PoolModel(ThreadModel):
         if want is WRITE:  # (HTTP/2: frames the owner made, a PING's answer, a window's worth)
             self._writing.add(fd)
             try:
-                self.mux.epoll.modify(fd, _WATCHED | select.EPOLLOUT)
+                self.mux.watch_writes(fd)
                 return
             except OSError:
                 self._writing.discard(fd)
         if want is SERVE and self._work.qsize() < self._max_queue:
             self._serving.add(fd)  # only this thread adds, and only for what it owns
+            self.mux.serving(fd)
             self._work.put((fd, sock, session))
             return
         if want is SERVE:
@@ -350,7 +342,7 @@ class PoolModel(ThreadModel):
         self._next_sweep = max(earliest, now + SWEEP_MIN_S)
 
     def _close(self, fd: int, sock: socket.socket, session: Session) -> None:
-        self.mux.data.pop(fd, None)  # before close: the fd number may be reused at once
+        self.mux.forget(fd)  # before close: the fd number may be reused at once
         self._writing.discard(fd)
         with self._handoff:
             self._serving.discard(fd)
@@ -387,19 +379,20 @@ class PoolModel(ThreadModel):
                 missed = self._hand_back(fd)
                 if missed is None:
                     parked = True
+                    self.mux.parked(fd, sock)
                     break  # from here on the I/O thread may act on it: hands off
                 want = self._receive(fd, sock, session, missed & _HANGUP)
             busy[n] = False
             if parked:
                 continue
-            if want is WRITE and self._hand_over_writing(fd):
+            if want is WRITE and self._hand_over_writing(fd, sock):
                 continue  # the I/O thread sends the rest: this worker serves someone else
             if want is SERVE:
                 put(item)  # behind the work already queued, as a new request would be
             else:
                 self._close(fd, sock, session)
 
-    def _hand_over_writing(self, fd: int) -> bool:
+    def _hand_over_writing(self, fd: int, sock: socket.socket) -> bool:
         """Give the I/O thread a connection whose response waits for its reader; False if
         the socket is gone (then the worker closes it)."""
         with self._handoff:
@@ -407,7 +400,7 @@ class PoolModel(ThreadModel):
             self._serving.discard(fd)
             self._writing.add(fd)
         try:
-            self.mux.epoll.modify(fd, _WATCHED | select.EPOLLOUT)
+            self.mux.writing(fd, sock)
         except OSError:
             with self._handoff:
                 self._writing.discard(fd)

@@ -18,6 +18,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
+from threadloom import portable
 from threadloom.errors import ConfigError
 
 log = logging.getLogger("threadloom.net")
@@ -63,7 +64,7 @@ class Listener:
     @property
     def url(self) -> str:
         """A human-readable address, with the real port when 0 was asked for."""
-        if self.sock.family == socket.AF_UNIX:
+        if self.sock.family == portable.AF_UNIX:
             return f"unix:{self.sock.getsockname()}"
         host, port = self.sock.getsockname()[:2]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -83,6 +84,8 @@ def parse_bind(text: str) -> BindSpec:
         path = text[5:]
         if not path:
             raise ConfigError(f"bad address {text!r}: unix: needs a path")
+        if portable.AF_UNIX is None:
+            raise ConfigError(f"cannot listen on {text}: no unix sockets on this platform")
         return BindSpec("unix", path=path, text=text)
     if text.startswith("fd://"):
         try:
@@ -103,12 +106,27 @@ def parse_bind(text: str) -> BindSpec:
     return BindSpec("tcp", host=host, port=int(port_text), text=text)
 
 
+def reuse_port_available(asked: bool) -> bool:
+    """Whether ``--reuse-port`` (``asked``) can be honoured: where SO_REUSEPORT is missing
+    (Windows) it is ignored, said once in the log, and every socket binds without it."""
+    global _reuse_port_warned
+    if asked and portable.REUSE_PORT is None and not _reuse_port_warned:
+        _reuse_port_warned = True
+        log.warning("--reuse-port ignored: this platform has no SO_REUSEPORT")
+    return asked and portable.REUSE_PORT is not None
+
+
+_reuse_port_warned = False
+
+
 def bind(text: str, reuse_port: bool = False) -> Listener:
     """Bind and listen on one address, or raise ConfigError saying why not.
 
     ``reuse_port`` sets SO_REUSEPORT on TCP sockets, so several processes may each bind the
-    same address and the kernel spreads connections between them.
+    same address and the kernel spreads connections between them (where the platform has
+    it: :func:`reuse_port_available`).
     """
+    reuse_port = reuse_port_available(reuse_port)
     spec = parse_bind(text)
     try:
         if spec.family == "unix":
@@ -133,9 +151,10 @@ def _bind_tcp(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family, kind, proto, _, sockaddr = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if portable.REUSE_ADDRESS:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and portable.REUSE_PORT is not None:
+            sock.setsockopt(socket.SOL_SOCKET, portable.REUSE_PORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(sockaddr)
@@ -148,7 +167,7 @@ def _bind_tcp(host: str, port: int, reuse_port: bool = False) -> socket.socket:
 
 def _bind_unix(path: str) -> socket.socket:
     _unlink_socket_file(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = socket.socket(portable.AF_UNIX or 0, socket.SOCK_STREAM)  # (parse_bind checked)
     try:
         sock.bind(path)
         sock.listen(BACKLOG)
@@ -196,7 +215,7 @@ def accept(listener: Listener) -> tuple[socket.socket, Any] | None:
         if exc.errno in TRANSIENT:
             return None
         raise
-    if sock.family != socket.AF_UNIX:
+    if sock.family != portable.AF_UNIX:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     else:
         addr = addr or listener.url

@@ -155,4 +155,5 @@ def new_request_id() -> str:
 
 _ID_BATCH = 256
 _IDS: list[str] = []
-os.register_at_fork(after_in_child=_IDS.clear)
+if hasattr(os, "register_at_fork"):  # (not on Windows, where nothing forks)
+    os.register_at_fork(after_in_child=_IDS.clear)

@@ -61,11 +61,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from threadloom import __version__
+from threadloom import __version__, portable
 from threadloom.config import Config
 from threadloom.errors import ConfigError
 from threadloom.metrics import Endpoint, Health, require_prometheus
-from threadloom.net.listeners import Listener, bind, parse_bind
+from threadloom.net.listeners import Listener, bind, parse_bind, reuse_port_available
 from threadloom.net.reuseport import reserve
 from threadloom.server import Server
 from threadloom.signals import SignalInbox
@@ -80,7 +80,11 @@ EARLY_S = 1.0
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
 MAX_START_FAILURES = 5
-_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+#: (by name: SIGHUP and SIGCHLD are missing on Windows, where this module must import,
+#: to say in one line that --workers needs fork)
+_HANDLED = tuple(
+    getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP", "SIGCHLD") if hasattr(signal, n)
+)
 
 
 @dataclass(eq=False)
@@ -161,7 +165,8 @@ class Supervisor:
     def _bind(self) -> None:
         try:
             for address in self.config.bind:
-                if self.config.reuse_port and parse_bind(address).family == "tcp":
+                reuse_port = reuse_port_available(self.config.reuse_port)
+                if reuse_port and parse_bind(address).family == "tcp":
                     sock, text = reserve(address)
                     self.reservations.append(sock)
                     self.urls.append(text)
@@ -540,4 +545,9 @@ def _describe(status: int) -> str:
 
 def run_supervised(app: Any, config: Config) -> int:
     """Serve ``app`` with ``config.workers`` processes until SIGTERM/SIGINT."""
+    if not portable.can_fork():
+        raise ConfigError(
+            "--workers needs fork (POSIX); on Windows run one process per port,"
+            " or one process with --model threads or pool"
+        )
     return Supervisor(app, config).run()

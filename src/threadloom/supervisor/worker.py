@@ -61,8 +61,8 @@ def die_with_parent(parent_pid: int) -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # not Linux: the channel's end of file still stops us
+    except (OSError, AttributeError):  # not Linux: the channel's end of file still stops us
+        log.debug("no PR_SET_PDEATHSIG here: this worker stops when its channel closes")
     if os.getppid() != parent_pid:  # it died before prctl took effect
         os._exit(0)
 
