@@ -211,7 +211,10 @@ class Ngh2Connection:
 
     def _refuse(self, stream_id: int, code: int) -> None:
         self._streams[stream_id] = _OURS
-        self.core.reset_stream(stream_id, code)
+        try:
+            self.core.reset_stream(stream_id, code)
+        except ngh2.NGH2Error:
+            pass  # nghttp2 is ending the connection (its GOAWAY is queued)
 
     def _stream_closed(self, event: Any, events: list[Event]) -> None:
         stream_id = event.stream_id
