@@ -445,3 +445,29 @@ def test_floods_get_enhance_your_calm(each_h2_core: str, flood: str) -> None:
         raise
     assert not alive
     assert raw_goaway_code(core.output()) == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+# -- choosing the core ----------------------------------------------------------------------
+
+
+def test_the_core_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from threadloom.protocols import http2
+    from threadloom.protocols.http2.connection import H2Connection
+
+    monkeypatch.setenv(http2.CORE_ENV, "h2")
+    assert type(new_connection(H2Limits())) is H2Connection
+    monkeypatch.setenv(http2.CORE_ENV, "nghttp2")
+    with pytest.raises(ValueError, match="THREADLOOM_H2_CORE"):
+        new_connection(H2Limits())
+    monkeypatch.delenv(http2.CORE_ENV)
+    monkeypatch.setattr(http2, "ngh2_installed", lambda: False)
+    assert http2.core_name() == "h2"  # the default without ngh2
+    assert type(new_connection(H2Limits())) is H2Connection
+    monkeypatch.setattr(http2, "ngh2_installed", lambda: True)
+    assert http2.core_name() == "ngh2"  # and with it
+    monkeypatch.setenv(http2.CORE_ENV, "ngh2")
+    monkeypatch.setitem(sys.modules, "threadloom.protocols.http2.ngh2_connection", None)
+    with pytest.raises(ImportError, match="http2-fast"):  # asked for, not installed
+        new_connection(H2Limits())
