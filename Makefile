@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml setup.py Makefile src/threadloom/protocols/http1/_speed
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "threadloom needs Python >= 3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,fast,bench,reload,metrics]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,fast,bench,reload,metrics,http2-fast]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,7 +1,8 @@
 """The HTTP/2 connection core's rules, on a fake clock: no socket, no sleep, no thread.
 
 An ``h2`` client makes the bytes a real client would send; :class:`H2Core` is fed them with
-``now`` moved by hand, and what it answers is read back with the same client.
+``now`` moved by hand, and what it answers is read back with the same client. Every test
+runs once per HTTP/2 core, h2 and ngh2 (``tests/h2cores.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from h2.errors import ErrorCodes
 from hyperframe.frame import PingFrame, RstStreamFrame
 
+from tests.h2cores import each_h2_core  # noqa: F401 (a fixture: each test once per core)
 from threadloom.config import Config
 from threadloom.engine import h2_core
 from threadloom.engine.h2_core import H2Core

@@ -44,11 +44,11 @@ from threadloom.protocols.http2 import (
     Closed,
     DataIn,
     ErrorCodes,
-    H2Connection,
     H2Limits,
     Opened,
     Reset,
     WindowOpened,
+    new_connection,
 )
 from threadloom.stats import STATS
 
@@ -115,7 +115,7 @@ class H2Core:
         self.settings = settings
         self.addr = addr
         limits = settings.limits
-        self.conn = H2Connection(
+        self.conn = new_connection(
             H2Limits(
                 max_streams=settings.h2_max_streams,
                 max_header_list=limits.max_header_size,

@@ -337,6 +337,14 @@ class H2Connection:
         core = self.core
         return min(core.local_flow_control_window(stream_id), core.max_outbound_frame_size)
 
+    def peer_window(self, stream_id: int) -> int:
+        """How many more body bytes the peer may send on the stream before we give back
+        what it sent (the smaller of the stream's and the connection's windows)."""
+        try:
+            return int(self.core.remote_flow_control_window(stream_id))
+        except h2.exceptions.StreamClosedError:
+            return 0
+
     def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
         """One DATA frame; ``data`` must fit :meth:`window`."""
         if not self.over:

@@ -1,0 +1,403 @@
+"""One HTTP/2 server connection, sans I/O, on ``ngh2`` (libnghttp2): the same seam as
+:mod:`~threadloom.protocols.http2.connection`, which is on ``h2``.
+
+Why a second core
+-----------------
+``ngh2`` is a thin binding over libnghttp2 (the HTTP/2 engine of curl and Apache httpd):
+framing, HPACK, stream states, flow control and most request checks run in C, 20-40 times
+faster than ``h2`` (BENCHMARKS.md, "Choosing the HTTP/2 core"). :class:`Ngh2Connection`
+has :class:`~threadloom.protocols.http2.connection.H2Connection`'s methods, counters and
+events exactly, so :mod:`threadloom.engine.h2_core` drives either one;
+:func:`threadloom.protocols.http2.new_connection` picks (``THREADLOOM_H2_CORE``).
+
+What nghttp2 does differently, and how this seam makes it answer as the h2 one does
+-------------------------------------------------------------------------------------
+* **The stream limit.** nghttp2 enforces the ``MAX_CONCURRENT_STREAMS`` it sends as a
+  connection error (GOAWAY PROTOCOL_ERROR). So it is given twice our limit, and the
+  SETTINGS frame it would send is replaced by ours with the real one: between the two we
+  answer ``REFUSED_STREAM`` (a stream error a client may retry), past twice it is
+  nghttp2's connection error, as with h2.
+* **Its own resets.** A malformed request (RFC 9113 8.1.1), or ``content-length`` that
+  disagrees with the DATA, is a stream error here (RST_STREAM PROTOCOL_ERROR: h2 makes it
+  a connection error). nghttp2 reports such a stream only as closed with an error code,
+  once the RST_STREAM is written; :meth:`receive` therefore writes what nghttp2 queued at
+  once (kept in order ahead of what comes next) and turns those closes into
+  :class:`Reset` (``by_peer`` False) and :attr:`provoked_resets`.
+* **``Host`` against ``:authority``.** nghttp2 accepts a ``host`` that disagrees; this
+  seam refuses the stream (RST_STREAM PROTOCOL_ERROR, counted as provoked).
+* **Floods and errors that kill the session.** On some input (an oversized header list, an
+  HPACK bomb, a CONTINUATION flood, more acks queued than ``max_outbound_ack``, a bad
+  preface) ngh2 raises and the session is unusable: it writes nothing more, not even a
+  GOAWAY. This seam then writes the GOAWAY itself (ENHANCE_YOUR_CALM for
+  ``DenialOfServiceError``, PROTOCOL_ERROR otherwise) with the last stream seen.
+  nghttp2's rapid-reset bucket would answer with GOAWAY INTERNAL_ERROR: it is set out of
+  reach, so the engine's reset budget (ENHANCE_YOUR_CALM) decides. PRIORITY frames reach
+  no event: nghttp2's glitch limit, set to the engine's control-frame budget (1,000 per
+  10 s), answers a PRIORITY or empty-frame flood with GOAWAY ENHANCE_YOUR_CALM.
+* **Windows.** Automatic WINDOW_UPDATEs are off: a body's window is given back only by
+  :meth:`consumed`. Padding nghttp2 gives back itself, so ``DataIn.flow`` is the data's
+  length. Body bytes passed to ``send_data`` wait in ngh2's queue until written, and the
+  window is charged only then: :meth:`window` takes what is queued off.
+* **A graceful GOAWAY** (NO_ERROR) is written by this seam, not submitted to nghttp2,
+  which would then drop newer streams silently: as with h2, they reach the engine, which
+  refuses them, while the streams in flight finish.
+* **Cookies** split over several fields (RFC 9113 8.2.3) are joined with ``"; "``, last,
+  as h2 does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ngh2
+
+from threadloom.protocols.http1 import Request
+from threadloom.protocols.http2.connection import (
+    WINDOW_UPDATE_USEFUL,
+    Closed,
+    DataIn,
+    ErrorCodes,
+    H2Limits,
+    Opened,
+    Reset,
+    WindowOpened,
+)
+
+__all__ = ["Ngh2Connection"]
+
+Event = Opened | DataIn | Reset | WindowOpened | Closed
+
+#: a stream's flags in :attr:`Ngh2Connection._streams`: handed to the engine (Opened),
+#: reset by us, reset by the peer
+_GIVEN, _OURS, _PEER = 1, 2, 4
+
+_REQUEST = ngh2.RequestReceived
+_DATA = ngh2.DataReceived
+_CLOSED = ngh2.StreamClosed
+_RESET = ngh2.StreamReset
+_WINDOW = ngh2.WindowUpdated
+_TRAILERS = ngh2.TrailersReceived
+_SETTINGS = ngh2.SettingsReceived
+_GOAWAY = ngh2.GoAwayReceived
+_OVER = ngh2.ConnectionClosed
+_INITIAL_WINDOW = int(ngh2.Setting.INITIAL_WINDOW_SIZE)
+
+#: What the glitch limit stands for: the engine's control-frame budget
+#: (``h2_core.CONTROL_FRAMES_MAX`` per ``FLOOD_WINDOW_S``) as a token bucket.
+_GLITCHES = (1000, 100)
+#: nghttp2's rapid-reset bucket, out of reach of one read: the engine's budget answers.
+_RESETS = (1 << 32, 1 << 32)
+
+_GONE = (ngh2.StreamUnavailableError, ngh2.ConnectionStateError, ngh2.ConnectionClosingError)
+
+
+def _frame(kind: int, payload: bytes, stream_id: int = 0) -> bytes:
+    return (
+        len(payload).to_bytes(3, "big") + bytes((kind, 0)) + stream_id.to_bytes(4, "big") + payload
+    )
+
+
+def _goaway(last_stream_id: int, code: int) -> bytes:
+    return _frame(7, last_stream_id.to_bytes(4, "big") + int(code).to_bytes(4, "big"))
+
+
+class Ngh2Connection:
+    """One server connection on ngh2; the interface and events of
+    :class:`~threadloom.protocols.http2.connection.H2Connection`. Not thread-safe: the
+    engine holds the connection's lock around every call."""
+
+    def __init__(self, limits: H2Limits) -> None:
+        self.limits = limits
+        config = ngh2.Configuration(
+            auto_window_update=False,
+            max_inbound_header_list_size=limits.max_header_list,
+            stream_reset_rate_limit=_RESETS,
+            glitch_rate_limit=_GLITCHES,
+        )
+        core = self.core = ngh2.Connection(ngh2.Role.SERVER, config)
+        advertised = {
+            ngh2.Setting.MAX_CONCURRENT_STREAMS: limits.max_streams,
+            ngh2.Setting.MAX_HEADER_LIST_SIZE: limits.max_header_list,
+            ngh2.Setting.ENABLE_PUSH: 0,
+        }
+        if limits.connect_protocol:
+            advertised[ngh2.Setting.ENABLE_CONNECT_PROTOCOL] = 1
+        enforced = dict(advertised)
+        enforced[ngh2.Setting.MAX_CONCURRENT_STREAMS] = 2 * limits.max_streams
+        core.initiate_connection(enforced)
+        core.data_to_send()  # nghttp2's SETTINGS, with twice the limit: ours goes instead
+        #: bytes to write ahead of what nghttp2 has queued since
+        self._out = _frame(4, ngh2.pack_settings_payload(advertised))
+        #: frames carrying no request data the peer sent, and resets its frames caused
+        self.control_frames = 0
+        self.provoked_resets = 0
+        #: streams given to the engine and not yet given back (done())
+        self.open_streams = 0
+        self.closed = False  # a GOAWAY went either way
+        self._dead = False  # ngh2 raised: the session writes nothing more
+        self._last = 0  # the highest stream id the peer opened
+        #: streams nghttp2 holds open: their _GIVEN/_OURS/_PEER flags
+        self._streams: dict[int, int] = {}
+
+    # -- bytes in ------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> list[Event]:
+        """Feed bytes from the peer; the events they make (as H2Connection's)."""
+        if self._dead:
+            return []
+        core = self.core
+        try:
+            core.receive_data(data)
+            raw: list[Any] = core.events()
+            if core.want_write:
+                # acks, nghttp2's own RST_STREAMs or GOAWAY: written now, so that the
+                # streams they close and the connection's end come back as events
+                self._out += core.data_to_send()
+                raw += core.events()
+        except ngh2.NGH2Error as exc:
+            return [self._failed(exc)]
+        events: list[Event] = []
+        streams = self._streams
+        for event in raw:
+            kind = type(event)
+            if kind is _REQUEST:
+                self._opened(event, events)
+            elif kind is _DATA:
+                body = event.data
+                if body or event.end_stream:
+                    events.append(DataIn(event.stream_id, body, len(body), event.end_stream))
+                else:
+                    self.control_frames += 1  # an empty DATA frame: nothing for anyone
+            elif kind is _CLOSED:
+                self._stream_closed(event, events)
+            elif kind is _RESET:
+                self.control_frames += 1
+                stream_id = event.stream_id
+                if stream_id in streams:
+                    streams[stream_id] |= _PEER
+                events.append(Reset(stream_id, int(event.error_code), True))
+            elif kind is _WINDOW:
+                if event.increment < WINDOW_UPDATE_USEFUL:  # (the same rule as h2's seam)
+                    self.control_frames += 1
+                events.append(WindowOpened(event.stream_id))
+            elif kind is _TRAILERS:
+                events.append(DataIn(event.stream_id, b"", 0, True))  # none kept
+            elif kind is _GOAWAY:
+                self.closed = True
+                events.append(Closed(int(event.error_code), True, "GOAWAY from the peer"))
+            elif kind is _OVER:
+                if not self.closed:  # nghttp2 ended it: its GOAWAY went out
+                    self.closed = True
+                    reason = bytes(event.debug_data).decode("latin-1") or "connection error"
+                    events.append(Closed(int(event.error_code), False, reason))
+            else:  # PING, SETTINGS, SETTINGS ack, PRIORITY_UPDATE
+                self.control_frames += 1
+                if kind is _SETTINGS and _INITIAL_WINDOW in event.settings:
+                    events.append(WindowOpened(0))  # every stream's window may have grown
+        return events
+
+    def _opened(self, event: Any, events: list[Event]) -> None:
+        stream_id = event.stream_id
+        self._last = stream_id
+        if self.open_streams >= self.limits.max_streams:
+            self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        request = _request(event.headers)
+        if request is None:  # host disagrees with :authority: malformed (RFC 9113 8.3.1)
+            self.provoked_resets += 1
+            self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return
+        self._streams[stream_id] = _GIVEN
+        self.open_streams += 1
+        events.append(Opened(stream_id, request, event.end_stream))
+
+    def _refuse(self, stream_id: int, code: int) -> None:
+        self._streams[stream_id] = _OURS
+        try:
+            self.core.reset_stream(stream_id, code)
+        except ngh2.NGH2Error:
+            pass  # nghttp2 is ending the connection (its GOAWAY is queued)
+
+    def _stream_closed(self, event: Any, events: list[Event]) -> None:
+        stream_id = event.stream_id
+        flags = self._streams.pop(stream_id, 0)
+        # (a malformed request nghttp2 reset before we saw it counts as seen)
+        self._last = max(self._last, stream_id)
+        code = event.error_code
+        if code and not flags & (_OURS | _PEER):  # nghttp2 reset it: the peer's frames did
+            self.provoked_resets += 1
+            if flags & _GIVEN:
+                events.append(Reset(stream_id, int(code), False))
+
+    def _failed(self, exc: Exception) -> Closed:
+        """ngh2 gave up on the session: our GOAWAY goes out in its place."""
+        self._dead = self.closed = True
+        if isinstance(exc, ngh2.DenialOfServiceError):
+            code = ErrorCodes.ENHANCE_YOUR_CALM
+        elif isinstance(exc, ngh2.ProtocolError):
+            code = ErrorCodes.PROTOCOL_ERROR
+        else:
+            code = ErrorCodes.INTERNAL_ERROR
+        self._out += _goaway(self._last, code)
+        return Closed(int(code), False, str(exc) or type(exc).__name__)
+
+    # -- bytes out -------------------------------------------------------------------------
+
+    def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end: bool) -> None:
+        if self._dead:
+            return
+        try:
+            if headers[0][1][:1] == b"1" and headers[0][0] == b":status":
+                self.core.send_informational_response(stream_id, headers)
+            else:
+                self.core.send_response(stream_id, headers, end_stream=end)
+        except _GONE:
+            pass  # reset, or the connection is over: nothing more goes out
+
+    def window(self, stream_id: int) -> int:
+        """How many body bytes may go out on the stream now: the smaller of its window and
+        the connection's, less what waits in ngh2's queue (nghttp2 cuts the frames)."""
+        if self._dead:
+            return 0
+        core = self.core
+        try:
+            stream = core.stream_remote_window_size(stream_id) - core.queued_body_size(stream_id)
+        except ngh2.NGH2Error:
+            return 0
+        return min(stream, core.remote_window_size - core.queued_body_size())
+
+    def peer_window(self, stream_id: int) -> int:
+        """How many more body bytes the peer may send on the stream before we give back
+        what it sent (the smaller of the stream's and the connection's windows)."""
+        if self._dead:
+            return 0
+        core = self.core
+        try:
+            return min(core.stream_local_window_size(stream_id), core.local_window_size)
+        except ngh2.NGH2Error:
+            return 0
+
+    def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None:
+        """Body bytes; ``data`` must fit :meth:`window`."""
+        if self._dead:
+            return
+        try:
+            self.core.send_data(stream_id, data, end_stream=end)
+        except _GONE:
+            pass
+
+    def end(self, stream_id: int) -> None:
+        if self._dead:
+            return
+        try:
+            self.core.end_stream(stream_id)
+        except _GONE:
+            pass
+
+    def reset(self, stream_id: int, code: int) -> None:
+        """Reset a stream (an app that failed mid-response: INTERNAL_ERROR)."""
+        if self._dead:
+            return
+        flags = self._streams.get(stream_id)
+        if flags is None:
+            return  # closed already (the peer reset it first)
+        self._streams[stream_id] = flags | _OURS
+        try:
+            self.core.reset_stream(stream_id, code)
+        except ngh2.NGH2Error:
+            pass  # the connection is over: nothing more goes out
+
+    def done(self, stream_id: int) -> None:
+        """The engine is finished with a stream it was given (answered or reset)."""
+        self.open_streams -= 1
+
+    def consumed(self, stream_id: int, flow: int) -> None:
+        """The app took ``flow`` body bytes: the peer may send as many more."""
+        if flow and not self._dead:
+            try:
+                self.core.acknowledge_received_data(flow, stream_id)
+            except (ngh2.NGH2Error, ValueError):
+                pass  # the connection is over, or nghttp2 gave it back itself
+
+    def going_away(self, code: int = ErrorCodes.NO_ERROR) -> None:
+        """GOAWAY naming the last stream we took: nothing newer will be served.
+
+        An error ends the connection at once (nghttp2 writes its GOAWAY and nothing after).
+        A graceful GOAWAY (NO_ERROR, the server is stopping) lets the streams in flight
+        finish: the frame is written here, after what nghttp2 has queued, and newer streams
+        still reach the engine, which refuses them."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._dead:
+            return
+        core = self.core
+        if code != ErrorCodes.NO_ERROR:
+            try:
+                core.terminate_connection(int(code), last_stream_id=self._last)
+            except ngh2.NGH2Error:
+                pass
+            return
+        try:
+            self._out += core.data_to_send()
+        except ngh2.NGH2Error:
+            pass
+        self._out += _goaway(self._last, code)
+
+    def stream_open(self, stream_id: int) -> bool:
+        """Can we still send on the stream (not reset, not closed)?"""
+        flags = self._streams.get(stream_id)
+        return flags is not None and not flags & (_OURS | _PEER) and not self._dead
+
+    def data_to_send(self) -> bytes:
+        out = self._out
+        if not self._dead:
+            try:
+                more = self.core.data_to_send()
+            except ngh2.NGH2Error:
+                more = b""
+            if not out:
+                return more
+            out += more
+        self._out = b""
+        return out
+
+
+def _request(headers: tuple[Any, ...]) -> Request | None:
+    """A request head from a header list nghttp2 validated (pseudo-headers first); None if
+    ``host`` disagrees with ``:authority``."""
+    request = Request()
+    request.http_version = "2"
+    request.keep_alive = True
+    authority = host = None
+    cookies: list[bytes] = []
+    fields = request.headers
+    for name, value in headers:
+        if name[0] == 58:  # b":"
+            if name == b":method":
+                request.method = value.decode("latin-1")
+            elif name == b":path":
+                request.set_target(value)
+            elif name == b":authority":
+                authority = value
+            elif name == b":protocol":
+                request.upgrade = value
+            continue
+        if name == b"host":
+            if host is not None:
+                return None  # two: h2 refuses them as well
+            host = value
+        elif name == b"cookie":
+            cookies.append(value)
+            continue
+        elif name == b"content-length" and value.isdigit():
+            request.content_length = int(value)
+        fields.append((name, value))
+    if host is None:
+        if authority is not None:
+            fields.insert(0, (b"host", authority))
+    elif authority is not None and host != authority:
+        return None
+    if cookies:
+        fields.append((b"cookie", b"; ".join(cookies)))
+    return request
