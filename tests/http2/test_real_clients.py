@@ -31,12 +31,15 @@ import httpx
 import pytest
 import trustme
 
+from tests.cli.test_cli import free_port, threadloom
 from tests.conftest import need_tool
+from tests.demo.test_demo_browser import DevTools, chromium
+from tests.demo.test_demo_command import stop, wait_for_banner
 from tests.http2.apps import BIG, SLEEP_S
 from tests.http2.test_h2_basic import CASES, CONCURRENT, _id, certificate, serving
-from threadloom.testing import timeout_factor
+from threadloom.testing import MODELS, timeout_factor
 
-__all__ = ["certificate"]  # the fixture, shared with test_h2_basic
+__all__ = ["certificate", "chromium"]  # fixtures, shared with test_h2_basic and tests/demo
 
 UPLOAD = bytes(range(256)) * 1200  # 300 KiB: more than the 64 KiB window, both ways
 
@@ -325,3 +328,57 @@ def test_haproxy_in_front_speaks_h2_to_threadloom(
     assert all(" HTTP/2.0" in line for line in lines), [x for x in lines if "HTTP/2.0" not in x]
     assert sum('"GET / HTTP/2.0" 200' in line for line in lines) == 2001
     assert sum('"POST /echo HTTP/2.0" 200' in line for line in lines) == 1
+
+
+# -- headless Chromium over TLS, on the demo page ----------------------------------------------
+
+#: Every resource the page loaded so far, with the protocol it came over.
+PROTOCOLS = "performance.getEntries().filter(e => 'nextHopProtocol' in e)" + (
+    ".map(e => [new URL(e.name).pathname, e.nextHopProtocol])"
+)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_chromium_loads_the_demo_over_h2(
+    model: str, chromium: DevTools, tls: dict[str, str]
+) -> None:
+    """The demo (``threadloom`` with no APP) over TLS: Chromium chooses h2 by ALPN for the
+    page, its script and style sheet, and its polling of /stats under ``single``.
+
+    Its WebSockets (the live figures and the chat; not under ``single``) are opened over
+    HTTP/1.1 today, on connections of their own: threadloom does not offer WebSockets over
+    HTTP/2 yet (RFC 8441's SETTINGS_ENABLE_CONNECT_PROTOCOL), so Chromium does not try. When
+    it does, the access log's ``GET /live HTTP/1.1`` 101 lines below become HTTP/2.0 ones.
+    """
+    chromium.call("Security.setIgnoreCertificateErrors", ignore=True)  # trustme's CA
+    page_port, hello_port = free_port(), free_port()
+    proc = threadloom(
+        *(["--model", model] if model != "pool" else []),
+        "--bind",
+        f"127.0.0.1:{page_port}",
+        "--bind",
+        f"127.0.0.1:{hello_port}",
+        "--certfile",
+        tls["certfile"],
+        "--keyfile",
+        tls["keyfile"],
+    )
+    try:
+        wait_for_banner(proc)
+        chromium.call("Page.navigate", url=f"https://127.0.0.1:{page_port}/")
+        chromium.wait_for("document.documentElement?.dataset.live === 'connected'")
+        if model != "single":
+            chromium.wait_for("!document.getElementById('chat-text').disabled")  # /chat is open
+        loaded = dict(chromium.evaluate(PROTOCOLS))
+        assert chromium.errors == []
+    finally:
+        log = stop(proc)
+    assert {path: loaded.get(path) for path in ("/", "/demo.js", "/demo.css")} == dict.fromkeys(
+        ("/", "/demo.js", "/demo.css"), "h2"
+    ), loaded
+    assert '"GET / HTTP/2.0" 200' in log and '"GET /demo.js HTTP/2.0" 200' in log, log
+    if model == "single":
+        assert '"GET /stats HTTP/2.0" 200' in log, log
+        assert "HTTP/1.1" not in log, log
+    else:  # the WebSockets: over HTTP/1.1 (see the docstring)
+        assert '"GET /live HTTP/1.1" 101' in log and '"GET /chat HTTP/1.1" 101' in log, log
