@@ -55,8 +55,12 @@ class BodyReader:
 
     def _fill(self) -> bool:
         """Make more bytes available in the core's buffer; False when there will be no more."""
-        if self.body.complete or self.failed:
+        if self.failed:
             return False
+        if self.body.complete:
+            # under HTTP/2 another thread feeds the body: its last bytes may have come since
+            # the caller's take() found none (they are counted before ``complete`` is set)
+            return self.body.buffered > 0
         if self.expect_continue:
             self.expect_continue = False
             self.source.send(CONTINUE)

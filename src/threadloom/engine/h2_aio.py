@@ -411,8 +411,8 @@ class ASGIStream:
                 data = proto.take(stream, -1)
                 self.body_done = body.complete and not body.buffered
                 return {"type": "http.request", "body": data, "more_body": not self.body_done}
-            if not await proto.more_body(stream):
-                break
+            if not await proto.more_body(stream) and not body.complete:
+                break  # reset, lost or stalled (an END_STREAM alone is the body's end)
         while not (self.complete or stream.reset or proto.lost):
             await proto.tick  # the whole body was delivered: wait for the end
         return {"type": "http.disconnect"}

@@ -24,6 +24,9 @@ What h2 leaves to its user and this module adds:
 * :attr:`H2Connection.control_frames`: how many frames that carry no request data the peer
   has sent (PING, SETTINGS, PRIORITY, RST_STREAM, WINDOW_UPDATE, unknown types, empty DATA),
   and :attr:`H2Connection.provoked_resets`: how many RST_STREAMs its frames made us send.
+  A WINDOW_UPDATE that gives back the window of a DATA frame we sent is not counted: up to
+  two per DATA frame (the stream's and the connection's) are the peer's due, and a proxy
+  such as HAProxy sends about one per response on a busy upstream connection.
   The engine weighs them against time (floods: CVE-2019-9512/-9514/-9515/-9516/-9518,
   CVE-2023-44487, CVE-2025-8671); a protocol core has no clock.
 
@@ -232,6 +235,8 @@ class H2Connection:
         #: frames carrying no request data the peer sent, and resets its frames caused
         self.control_frames = 0
         self.provoked_resets = 0
+        #: WINDOW_UPDATEs the peer may send for our DATA frames without being counted
+        self.window_credit = 0
         #: streams given to the engine and not yet given back (done()): a reset stream whose
         #: exchange still runs keeps its place, so resets cannot make work pile up
         self.open_streams = 0
@@ -279,7 +284,9 @@ class H2Connection:
                 self.closed = True
                 events.append(Closed(int(event.error_code or 0), True, "GOAWAY from the peer"))
             else:
-                if kind in FrameSeen.KINDS and not _expected(event, kind):
+                if kind is h2.events.WindowUpdated and self.window_credit:
+                    self.window_credit -= 1  # it gives back the window of DATA we sent
+                elif kind in FrameSeen.KINDS and not _expected(event, kind):
                     self.control_frames += 1
                 if kind is h2.events.StreamReset:
                     events.append(
@@ -349,6 +356,8 @@ class H2Connection:
         """One DATA frame; ``data`` must fit :meth:`window`."""
         if not self.over:
             self.core.send_data(stream_id, data, end_stream=end)
+            if data:
+                self.window_credit += 2  # the peer may give its window back: stream, connection
 
     def end(self, stream_id: int) -> None:
         if not self.over:

@@ -130,6 +130,7 @@ class Ngh2Connection:
         self._out = _frame(4, ngh2.pack_settings_payload(advertised))
         #: frames carrying no request data the peer sent, and resets its frames caused
         self.control_frames = 0
+        self.window_credit = 0  # WINDOW_UPDATEs due for our DATA frames: not counted
         self.provoked_resets = 0
         #: streams given to the engine and not yet given back (done())
         self.open_streams = 0
@@ -177,7 +178,9 @@ class Ngh2Connection:
                     streams[stream_id] |= _PEER
                 events.append(Reset(stream_id, int(event.error_code), True))
             elif kind is _WINDOW:
-                if event.increment < WINDOW_UPDATE_USEFUL:  # (the same rule as h2's seam)
+                if self.window_credit:  # (the same rules as h2's seam)
+                    self.window_credit -= 1
+                elif event.increment < WINDOW_UPDATE_USEFUL:
                     self.control_frames += 1
                 events.append(WindowOpened(event.stream_id))
             elif kind is _TRAILERS:
@@ -284,7 +287,9 @@ class Ngh2Connection:
         try:
             self.core.send_data(stream_id, data, end_stream=end)
         except _GONE:
-            pass
+            return
+        if data:
+            self.window_credit += 2  # the peer may give its window back: stream, connection
 
     def end(self, stream_id: int) -> None:
         if self._dead:
