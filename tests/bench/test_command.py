@@ -102,3 +102,20 @@ def test_a_raw_tutorial_handler_is_benched_with_the_tutorials_exchange(tmp_path:
     assert done.returncode == 0, done.stderr[-2000:]
     [row] = json.loads((out / "results.json").read_text())["rows"]
     assert row["status"] == "ok" and row["rps"] > 0
+
+
+@pytest.mark.slow
+def test_the_h2_workload_loads_http2_with_h2load(tmp_path: Path) -> None:
+    """``--workloads h2``: hello world over HTTP/2, h2load's figures in the report."""
+    from tests.conftest import need_tool
+
+    need_tool("h2load")
+    out = tmp_path / "out"
+    args = ["--workloads", "h2", "--models", "pool,asyncio", "--connections", "4"]
+    args += ["--duration", "1", "--rounds", "1", "--out", str(out)]
+    done = bench(*args, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {r["model"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    for model in ("pool", "asyncio"):
+        assert rows[model]["workload"] == "h2" and rows[model]["status"] == "ok", rows[model]
+        assert rows[model]["rps"] > 0

@@ -111,7 +111,13 @@ class ServerProcess:
                 start_new_session=True,
             )
         self._wait_accepting()
-        probe = {"http": probe_http, "idle": probe_http, "ws": probe_ws, "raw": probe_raw}
+        probe = {
+            "http": probe_http,
+            "h2": probe_http,
+            "idle": probe_http,
+            "ws": probe_ws,
+            "raw": probe_raw,
+        }
         problem = probe[workload.load](self.port, exact=workload.builtin)
         if problem.startswith("unavailable: "):
             raise Unavailable(problem.removeprefix("unavailable: "))

@@ -330,6 +330,18 @@ class H2Session:
             self._write_out()
             raise StreamGone("the stream made no progress for --timeout-io")
 
+    def wait_for_room(self, stream: H2Stream) -> None:
+        """A streamed response (or a WebSocket's sends) waits while too much of it is
+        queued, for the peer's window or for the socket (the lock is taken here)."""
+        with self.lock:
+            self.wait_for(
+                stream,
+                lambda: (
+                    self.core.queued(stream) <= STREAM_QUEUE_MAX
+                    and self.outbox.waiting <= STREAM_QUEUE_MAX
+                ),
+            )
+
     def wait_until(self, stream: H2Stream, ready: Any, timeout: float | None) -> bool:
         """Wait (the lock held) until ``ready()`` (True) or ``timeout`` passes (False);
         StreamGone once the stream or the connection is gone."""
@@ -401,14 +413,7 @@ class StreamSink:
         session.hand_over()
         if end:
             return
-        with session.lock:
-            session.wait_for(
-                stream,
-                lambda: (
-                    session.core.queued(stream) <= STREAM_QUEUE_MAX
-                    and session.outbox.waiting <= STREAM_QUEUE_MAX
-                ),
-            )
+        session.wait_for_room(stream)
 
     def reset(self) -> None:
         """The app failed after its response began: the stream is reset."""
@@ -473,15 +478,8 @@ class StreamLink(BlockingLink):
         self.sent = 0
         super().__init__(session.raw, conn, request, session.addr, settings)
 
-    def _wait(self, deadline: float | None) -> None:
-        now = time.monotonic()
-        due = self._session.deadline()
-        wait = None if due is None else max(0.0, due - now)
-        if deadline is not None:
-            left = deadline - now
-            if left <= 0:
-                raise TimeoutError("no WebSocket message within the timeout")
-            wait = left if wait is None else min(wait, left)
+    def _read(self, wait: float | None) -> bytes | None:
+        """The stream's body bytes within ``wait`` (b"": the stream ended), or None."""
         session, stream = self._h2, self._stream
         body = stream.request.body
         with session.lock:
@@ -492,11 +490,7 @@ class StreamLink(BlockingLink):
             data = session.core.take_body(stream, -1) if came else None
             session._write_out()
         session.hand_over()
-        if data is None:
-            with self._lock:
-                self._write(self._session.tick(time.monotonic()), quiet=True)
-            return
-        self.feed(data)  # (b"": the stream ended, as a socket's EOF)
+        return data
 
     def _send_all(self, data: bytes) -> None:
         session, stream = self._h2, self._stream
@@ -507,11 +501,4 @@ class StreamLink(BlockingLink):
             raise StreamGone("the stream was reset")
         self.sent += len(data)
         session.hand_over()
-        with session.lock:
-            session.wait_for(
-                stream,
-                lambda: (
-                    session.core.queued(stream) <= STREAM_QUEUE_MAX
-                    and session.outbox.waiting <= STREAM_QUEUE_MAX
-                ),
-            )
+        session.wait_for_room(stream)

@@ -317,17 +317,24 @@ class BlockingLink:
             if left <= 0:
                 raise TimeoutError("no WebSocket message within the timeout")
             wait = left if wait is None else min(wait, left)
-        if not wait_readable(self._sock, wait):
+        data = self._read(wait)
+        if data is None:
             with self._lock:
                 self._write(self._session.tick(time.monotonic()), quiet=True)
             return
-        try:
-            data = self._sock.recv(READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
         self.feed(data)
+
+    def _read(self, wait: float | None) -> bytes | None:
+        """Bytes from the peer within ``wait`` seconds (b"": its end), or None: none came
+        (an adapter over something else than a socket overrides this)."""
+        if not wait_readable(self._sock, wait):
+            return None
+        try:
+            return self._sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return None  # woken for nothing: the caller ticks and waits again
+        except OSError:
+            return b""
 
     def _send_all(self, data: bytes) -> None:
         """Send all of ``data``, waiting while the peer takes nothing; TimeoutError once it

@@ -57,6 +57,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame, RstStreamFrame
 
 from threadloom.protocols.http1 import Request
+from threadloom.protocols.http2.request import request_from_fields
 
 __all__ = [
     "PREFACE",
@@ -325,8 +326,13 @@ class H2Connection:
                 self.provoked_resets += 1
                 self.core.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
+        request = request_from_fields(event.headers)
+        if request is None:  # (h2 refuses such host fields before this: never, in practice)
+            self.provoked_resets += 1
+            self.core.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return
         self.open_streams += 1
-        events.append(Opened(stream_id, _request(event.headers), event.stream_ended is not None))
+        events.append(Opened(stream_id, request, event.stream_ended is not None))
 
     # -- bytes out -------------------------------------------------------------------------
 
@@ -424,31 +430,3 @@ def _expected(event: Any, kind: type) -> bool:
     if kind is h2.events.PriorityUpdated:
         return bool(getattr(event, "with_headers", False))
     return False
-
-
-def _request(headers: list[tuple[bytes, bytes]]) -> Request:
-    """A request head from a validated header list (pseudo-headers come first)."""
-    request = Request()
-    request.http_version = "2"
-    request.keep_alive = True
-    authority = host = None
-    fields = request.headers
-    for name, value in headers:
-        if name[0] == 58:  # b":"
-            if name == b":method":
-                request.method = value.decode("latin-1")
-            elif name == b":path":
-                request.set_target(value)
-            elif name == b":authority":
-                authority = value
-            elif name == b":protocol":
-                request.upgrade = value
-            continue
-        if name == b"host":
-            host = value
-        elif name == b"content-length" and value.isdigit():
-            request.content_length = int(value)
-        fields.append((name, value))
-    if host is None and authority is not None:
-        fields.insert(0, (b"host", authority))
-    return request

@@ -51,7 +51,6 @@ from typing import Any
 
 import ngh2
 
-from threadloom.protocols.http1 import Request
 from threadloom.protocols.http2.connection import (
     WINDOW_UPDATE_USEFUL,
     Closed,
@@ -62,6 +61,7 @@ from threadloom.protocols.http2.connection import (
     Reset,
     WindowOpened,
 )
+from threadloom.protocols.http2.request import request_from_fields
 
 __all__ = ["Ngh2Connection"]
 
@@ -205,7 +205,7 @@ class Ngh2Connection:
         if self.open_streams >= self.limits.max_streams:
             self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
             return
-        request = _request(event.headers)
+        request = request_from_fields(event.headers)
         if request is None:  # host disagrees with :authority: malformed (RFC 9113 8.3.1)
             self.provoked_resets += 1
             self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
@@ -366,43 +366,3 @@ class Ngh2Connection:
             out += more
         self._out = b""
         return out
-
-
-def _request(headers: tuple[Any, ...]) -> Request | None:
-    """A request head from a header list nghttp2 validated (pseudo-headers first); None if
-    ``host`` disagrees with ``:authority``."""
-    request = Request()
-    request.http_version = "2"
-    request.keep_alive = True
-    authority = host = None
-    cookies: list[bytes] = []
-    fields = request.headers
-    for name, value in headers:
-        if name[0] == 58:  # b":"
-            if name == b":method":
-                request.method = value.decode("latin-1")
-            elif name == b":path":
-                request.set_target(value)
-            elif name == b":authority":
-                authority = value
-            elif name == b":protocol":
-                request.upgrade = value
-            continue
-        if name == b"host":
-            if host is not None:
-                return None  # two: h2 refuses them as well
-            host = value
-        elif name == b"cookie":
-            cookies.append(value)
-            continue
-        elif name == b"content-length" and value.isdigit():
-            request.content_length = int(value)
-        fields.append((name, value))
-    if host is None:
-        if authority is not None:
-            fields.insert(0, (b"host", authority))
-    elif authority is not None and host != authority:
-        return None
-    if cookies:
-        fields.append((b"cookie", b"; ".join(cookies)))
-    return request
