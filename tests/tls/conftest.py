@@ -23,10 +23,11 @@ class TLSFiles:
     client_pem: Path
 
     def client_context(self, alpn: bool = True, with_cert: bool = False) -> ssl.SSLContext:
-        """A client context that trusts only the throwaway CA."""
+        """A client context that trusts only the throwaway CA, offering HTTP/1.1 by ALPN as
+        an HTTP/1.1 client does (one that offers h2 gets it: tests/http2)."""
         context = ssl.create_default_context(cafile=str(self.ca_pem))
         if alpn:
-            context.set_alpn_protocols(["h2", "http/1.1"])
+            context.set_alpn_protocols(["http/1.1"])
         if with_cert:
             context.load_cert_chain(str(self.client_pem))
         return context
