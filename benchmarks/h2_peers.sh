@@ -5,7 +5,8 @@
 #
 # h2load -c 64 -m 10 (64 connections, 10 streams in flight on each), cleartext by prior
 # knowledge; the server on CPU 0, h2load on CPU 1; the servers alternate within each round and
-# the table shows each one's median req/s and its ratio to threadloom's. Peers come from
+# the table shows each one's median req/s and its ratio to threadloom's (default core, h2;
+# the -ngh2 rows run the opt-in core, THREADLOOM_H2_CORE=ngh2). Peers come from
 # benchmarks/.peers-venv (benchmarks/install_peers.sh): granian --http 2, hypercorn (h2),
 # gunicorn --http-protocols h2 --http2-cleartext prior-knowledge (gthread, 4 threads),
 # uvicorn --http zttp --http2. A peer that will not start is reported, not fatal.
@@ -42,13 +43,16 @@ port=18620
 declare -A cmd=(
   [threadloom-pool-wsgi]="$tl serve hello_wsgi:app --model pool --threads 4 --no-access-log --bind 127.0.0.1:$port"
   [threadloom-asyncio-asgi]="$tl serve hello_asgi:app --model asyncio --no-access-log --bind 127.0.0.1:$port"
+  [threadloom-pool-wsgi-ngh2]="env THREADLOOM_H2_CORE=ngh2 $tl serve hello_wsgi:app --model pool --threads 4 --no-access-log --bind 127.0.0.1:$port"
+  [threadloom-asyncio-asgi-ngh2]="env THREADLOOM_H2_CORE=ngh2 $tl serve hello_asgi:app --model asyncio --no-access-log --bind 127.0.0.1:$port"
   [granian-wsgi]="$peers/granian --interface wsgi --http 2 --no-ws --blocking-threads 4 --host 127.0.0.1 --port $port hello_wsgi:app"
   [granian-asgi]="$peers/granian --interface asgi --http 2 --no-ws --host 127.0.0.1 --port $port hello_asgi:app"
   [hypercorn-asgi]="$peers/hypercorn --bind 127.0.0.1:$port hello_asgi:app"
   [gunicorn-wsgi]="$peers/gunicorn -k gthread -w 1 --threads 4 --http-protocols h2,h1 --http2-cleartext prior-knowledge -b 127.0.0.1:$port hello_wsgi:app"
   [uvicorn-asgi]="$peers/uvicorn --http zttp --http2 --no-access-log --log-level warning --host 127.0.0.1 --port $port hello_asgi:app"
 )
-order=(threadloom-pool-wsgi granian-wsgi gunicorn-wsgi threadloom-asyncio-asgi granian-asgi hypercorn-asgi uvicorn-asgi)
+order=(threadloom-pool-wsgi threadloom-pool-wsgi-ngh2 granian-wsgi gunicorn-wsgi
+       threadloom-asyncio-asgi threadloom-asyncio-asgi-ngh2 granian-asgi hypercorn-asgi uvicorn-asgi)
 declare -A results
 
 wait_port() {
@@ -82,7 +86,7 @@ wsgi_tl="$(echo "${results[threadloom-pool-wsgi]:-}" | median)"
 asgi_tl="$(echo "${results[threadloom-asyncio-asgi]:-}" | median)"
 for name in "${order[@]}"; do
   m="$(echo "${results[$name]:-}" | median)"
-  base="$wsgi_tl"; [[ "$name" == *asgi ]] && base="$asgi_tl"
+  base="$wsgi_tl"; [[ "$name" == *asgi* ]] && base="$asgi_tl"
   ratio="$(awk -v a="$base" -v b="$m" 'BEGIN {print (b > 0 ? sprintf("%.2fx", a / b) : "-")}')"
   echo "| $name | $m | $ratio |"
 done

@@ -8,8 +8,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"; kill $(jobs -p) 2>/dev/null || true' EXIT
 mkdir -p "$DIR/public"
+chmod 755 "$DIR"  # (mktemp -d is 700: nginx workers, not root, could not read it)
 head -c 1024 /dev/urandom > "$DIR/public/1k.bin"
 head -c 1048576 /dev/urandom > "$DIR/public/1m.bin"
+chmod -R a+rX "$DIR/public"
 printf 'def app(environ, start_response):\n    start_response("404 Not Found", [])\n    return []\n' > "$DIR/app404.py"
 cat > "$DIR/nginx.conf" <<CONF
 worker_processes 1;
