@@ -121,6 +121,7 @@ class H2Core:
                 max_header_list=limits.max_header_size,
                 max_body=limits.max_body_size,
                 connect_protocol=websockets,  # RFC 8441, where the driver runs them
+                control_frames=(CONTROL_FRAMES_MAX, FLOOD_WINDOW_S),
             )
         )
         self.streams: dict[int, H2Stream] = {}

@@ -98,6 +98,9 @@ class H2Limits:
     max_body: int = 1024**3
     #: SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441): offer WebSockets over HTTP/2
     connect_protocol: bool = False
+    #: the engine's control-frame budget (frames per seconds), for a core that keeps one
+    #: of its own (ngh2's glitch limit); the engine decides it (engine/h2_core.py)
+    control_frames: tuple[int, float] = (1000, 10.0)
 
 
 class Opened:

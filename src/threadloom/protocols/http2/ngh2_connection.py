@@ -82,9 +82,6 @@ _GOAWAY = ngh2.GoAwayReceived
 _OVER = ngh2.ConnectionClosed
 _INITIAL_WINDOW = int(ngh2.Setting.INITIAL_WINDOW_SIZE)
 
-#: What the glitch limit stands for: the engine's control-frame budget
-#: (``h2_core.CONTROL_FRAMES_MAX`` per ``FLOOD_WINDOW_S``) as a token bucket.
-_GLITCHES = (1000, 100)
 #: nghttp2's rapid-reset bucket, out of reach of one read: the engine's budget answers.
 _RESETS = (1 << 32, 1 << 32)
 
@@ -112,7 +109,7 @@ class Ngh2Connection:
             auto_window_update=False,
             max_inbound_header_list_size=limits.max_header_list,
             stream_reset_rate_limit=_RESETS,
-            glitch_rate_limit=_GLITCHES,
+            glitch_rate_limit=_glitches(limits),
         )
         core = self.core = ngh2.Connection(ngh2.Role.SERVER, config)
         advertised = {
@@ -366,3 +363,10 @@ class Ngh2Connection:
             out += more
         self._out = b""
         return out
+
+
+def _glitches(limits: H2Limits) -> tuple[int, int]:
+    """nghttp2's glitch limit as a token bucket (burst, refill per second) holding the
+    engine's control-frame budget (``limits.control_frames``: frames per seconds)."""
+    frames, seconds = limits.control_frames
+    return frames, max(1, round(frames / seconds))
