@@ -37,3 +37,10 @@ def each_h2_core(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     """The HTTP/2 core this run of the test uses."""
     monkeypatch.setenv(CORE_ENV, request.param)
     yield request.param
+
+
+def only_h2(monkeypatch: pytest.MonkeyPatch) -> str:
+    """For modules that pin h2's answers (the default core's): their own autouse
+    ``each_h2_core`` fixture returns this, overriding tests/http2/conftest.py's."""
+    monkeypatch.setenv(CORE_ENV, "h2")
+    return "h2"

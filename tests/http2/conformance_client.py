@@ -34,9 +34,8 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from threadloom.protocols.http2 import PREFACE  # (the server's own constant)
 from threadloom.testing import timeout_factor
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # frame types (RFC 9113 6), for raw_frame()
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS = 0x0, 0x1, 0x2, 0x3, 0x4

@@ -42,9 +42,8 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
+from threadloom.protocols.http2 import PREFACE
 from threadloom.testing import timeout_factor
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 #: Frame type numbers (RFC 9113 6) for :func:`raw_frame`.
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (

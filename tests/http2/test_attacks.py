@@ -48,6 +48,7 @@ from hyperframe.frame import (
 )
 
 from tests.adversarial.support import ServerProcess, wait_until
+from tests.h2cores import only_h2
 from tests.http2.support import (
     BIG,
     PREFACE,
@@ -61,16 +62,14 @@ from tests.http2.support import (
 from threadloom.config import Config
 from threadloom.engine.h2_core import CONTROL_FRAMES_MAX, FLOOD_WINDOW_S, RESETS_MAX, H2Core
 from threadloom.engine.http1_core import HTTPSettings
-from threadloom.protocols.http2 import CORE_ENV
 from threadloom.testing import CONCURRENT_MODELS, MODELS, timeout_factor
 
 
+#: These cases hold h2's answers, the default core's (ngh2 answers several of them
+#: otherwise: test_h2_seam.py); tests/http2/conftest.py would run them under both.
 @pytest.fixture(autouse=True)
 def each_h2_core(monkeypatch: pytest.MonkeyPatch) -> str:
-    """These cases hold h2's answers, the default core's (tests/http2/conftest.py would run
-    them under ngh2 too, which answers several of them otherwise: test_h2_seam.py)."""
-    monkeypatch.setenv(CORE_ENV, "h2")
-    return "h2"
+    return only_h2(monkeypatch)
 
 
 Connect = Callable[..., RawPeer]

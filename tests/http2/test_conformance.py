@@ -40,6 +40,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
+from tests.h2cores import only_h2
 from tests.http2 import conformance_apps as apps
 from tests.http2.conformance_client import (
     ACK,
@@ -65,17 +66,15 @@ from tests.http2.conformance_client import (
     request_headers,
     setting,
 )
-from threadloom.protocols.http2 import CORE_ENV
 from threadloom.server import Server
 from threadloom.testing import running_server, timeout_factor
 
 
+#: These cases hold h2's answers, the default core's (ngh2 answers several of them
+#: otherwise: test_h2_seam.py); tests/http2/conftest.py would run them under both.
 @pytest.fixture(autouse=True)
 def each_h2_core(monkeypatch: pytest.MonkeyPatch) -> str:
-    """These cases hold h2's answers, the default core's (tests/http2/conftest.py would run
-    them under ngh2 too, which answers several of them otherwise: test_h2_seam.py)."""
-    monkeypatch.setenv(CORE_ENV, "h2")
-    return "h2"
+    return only_h2(monkeypatch)
 
 
 pytestmark = pytest.mark.shared_server
