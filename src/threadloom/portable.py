@@ -52,6 +52,9 @@ LINGER_RESET = struct.pack("HH" if os.name == "nt" else "ii", 1, 0)
 REUSE_ADDRESS = os.name == "posix"
 #: ``--reuse-port`` (absent on Windows; present but not load-balancing on macOS).
 REUSE_PORT: int | None = getattr(socket, "SO_REUSEPORT", None)
+#: ``TCP_NOTSENT_LOWAT`` (Linux; Python does not name macOS's): where absent, a slow reader's
+#: kernel send buffer may grow to what the kernel's autotuning allows.
+TCP_NOTSENT_LOWAT: int | None = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 #: ``select.poll``, for one socket's wait (:mod:`threadloom.engine.sockio`); else ``select``.
 HAS_POLL = hasattr(select, "poll")
 

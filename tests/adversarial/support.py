@@ -142,6 +142,16 @@ def rss_kib(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_KIB
 
 
+def kernel_tcp_mib() -> float:
+    """The kernel's memory for TCP buffers now, the whole machine's (``/proc/net/sockstat``,
+    in pages): what a server's send buffers pin beyond its own RSS."""
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()
+            return int(fields[fields.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    raise AssertionError("/proc/net/sockstat has no TCP line")
+
+
 def sockets(pid: int) -> int:
     """Sockets a process holds (other descriptors come and go with imports and logging)."""
     count = 0

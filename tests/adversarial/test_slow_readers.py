@@ -7,11 +7,14 @@ What must hold (RELIABILITY.md has the figures):
   connection's owner (the pool's I/O thread, the loop), so a normal client is still served
   at once (except under ``single``, which serves one connection at a time by design);
 * no copy of the body per reader: the server's memory grows by well under 64 MiB for
-  readers of the same 8 MiB bytes object (each used to hold head + body joined);
+  readers of the same 8 MiB bytes object (each used to hold head + body joined), and so
+  does the kernel's for their send buffers (``TCP_NOTSENT_LOWAT``: 300 readers pinned
+  about 1.1 GB of kernel memory without it, and the loop copying into it delayed normal
+  clients under ``asyncio`` by up to 175 ms);
 * a reader slower than ``--min-send-rate`` is dropped once ``--timeout-io`` of grace is
   spent, and the drop is logged and counted.
 
-``THREADLOOM_SLOW_READERS`` sets how many readers (default 150; the figures use 300).
+``THREADLOOM_SLOW_READERS`` sets how many readers (default 300, as the issue's attack).
 """
 
 from __future__ import annotations
@@ -27,16 +30,13 @@ from tests.adversarial.support import (
     RAMP,
     ServerProcess,
     SlowReaders,
+    kernel_tcp_mib,
     served_within,
     wait_until,
 )
 from threadloom.testing import MODELS, timeout_factor
 
-#: 150 in ``make test`` (the issue allows the suite a shortened attack): with 300, about 200
-#: are connected at once and their kernel send buffers (~3.9 MB each) pass this machine's
-#: TCP memory pressure threshold, and probes under asyncio then took 100-290 ms in CI
-#: (RELIABILITY.md). THREADLOOM_SLOW_READERS=300 runs the full attack of the figures.
-READERS = int(os.environ.get("THREADLOOM_SLOW_READERS", "150"))
+READERS = int(os.environ.get("THREADLOOM_SLOW_READERS", "300"))
 GRACE_S = 2.0  # --timeout-io (about 200 readers connected at once: see RELIABILITY.md)
 RATE = 4096  # --min-send-rate: the readers take 32 bytes a second
 HELLO = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -76,8 +76,15 @@ def attack_with_slow_readers(
     assert probe()[0] == 200
     SlowReaders(server.address, 1, context).stop()  # (a first big response: pages touched)
     time.sleep(0.2)
-    before = server.rss_kib()
+    before, kernel_before = server.rss_kib(), kernel_tcp_mib()
     readers = SlowReaders(server.address, count, context)
+    grown_mib = kernel_mib = 0.0  # the most each was above `before` while readers were on
+
+    def measure() -> None:
+        nonlocal grown_mib, kernel_mib
+        grown_mib = max(grown_mib, (server.rss_kib() - before) / 1024)
+        kernel_mib = max(kernel_mib, kernel_tcp_mib() - kernel_before)
+
     try:
         slowest = 0.0
         probes = 0
@@ -87,9 +94,10 @@ def attack_with_slow_readers(
             status, took = probe()
             assert status == 200, f"a normal client got {status} during the attack"
             slowest, probes = max(slowest, took), probes + 1
+            measure()
             time.sleep(0.05)
         assert readers.connected.wait(30)
-        grown_mib = (server.rss_kib() - before) / 1024
+        measure()
         assert readers.all_closed((GRACE_S + 10) * timeout_factor() * (count if single else 1)), (
             f"{count - len(readers.closed)} of {count} slow readers still connected"
         )
@@ -101,10 +109,11 @@ def attack_with_slow_readers(
 
     wait_until(lambda: dropped() >= count, 5, f"{count} drops in the log")
     assert grown_mib < 64, f"{count} slow readers cost {grown_mib:.0f} MiB"
+    assert kernel_mib < 64, f"{count} slow readers pinned {kernel_mib:.0f} MiB of kernel memory"
     if not single:
         assert slowest < 0.1 * timeout_factor(), f"a normal client waited {slowest:.3f}s"
     assert probe()[0] == 200
     return (
         f"{count} readers, {probes} probes, slowest {slowest * 1000:.0f} ms,"
-        f" RSS +{grown_mib:.1f} MiB, {dropped()} dropped"
+        f" RSS +{grown_mib:.1f} MiB, kernel +{kernel_mib:.0f} MiB, {dropped()} dropped"
     )

@@ -24,7 +24,13 @@ from threadloom.config import Config
 from threadloom.engine.session import Service
 from threadloom.models.base import Model, log
 from threadloom.models.loops import loop_factory
-from threadloom.net.listeners import FD_BACKOFF_S, OUT_OF_FDS, TRANSIENT, Listener
+from threadloom.net.listeners import (
+    FD_BACKOFF_S,
+    OUT_OF_FDS,
+    TRANSIENT,
+    Listener,
+    tune_connection,
+)
 from threadloom.stats import STATS, Load
 
 T = TypeVar("T")
@@ -229,7 +235,7 @@ class AsyncioModel(Model):
     def _open(self, sock: socket.socket, addr: Any) -> None:
         """Serve a new connection on a task of its own."""
         if sock.family != portable.AF_UNIX:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            tune_connection(sock)
         task = asyncio.create_task(self._serve_connection(sock, addr))
         self._tasks[task] = sock
         task.add_done_callback(self._forget)

@@ -216,7 +216,25 @@ def accept(listener: Listener) -> tuple[socket.socket, Any] | None:
             return None
         raise
     if sock.family != portable.AF_UNIX:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tune_connection(sock)
     else:
         addr = addr or listener.url
     return sock, addr
+
+
+#: The most a connection's kernel send buffer holds that the peer has not yet been sent
+#: (``TCP_NOTSENT_LOWAT``). Without it the kernel's autotuning lets each connection take
+#: megabytes at once: a few hundred slow readers of a large response then pinned about
+#: 4 MB of kernel memory each, and under ``asyncio`` the loop spent its time copying into
+#: those buffers (a normal client waited 50-175 ms). Past this the socket reports itself
+#: full and the rest waits, unjoined, in the connection's own writer; a fast reader loses
+#: nothing measurable (RELIABILITY.md).
+UNSENT_MAX = 128 * 1024
+
+
+def tune_connection(sock: socket.socket) -> None:
+    """Options for an accepted TCP connection: no Nagle delay (responses are written
+    whole), and :data:`UNSENT_MAX` where the platform has it."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if portable.TCP_NOTSENT_LOWAT is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, portable.TCP_NOTSENT_LOWAT, UNSENT_MAX)
