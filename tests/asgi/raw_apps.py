@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from typing import Any
+
+#: What :func:`context_keeper` sets per request, as a framework keeps request state.
+REQUEST_PATH: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_path", default=None
+)
 
 
 async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -54,3 +61,20 @@ async def lifespan_fails(scope: dict[str, Any], receive: Any, send: Any) -> None
         await receive()
         await send({"type": "lifespan.startup.failed", "message": "config missing"})
         return
+
+
+async def context_keeper(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Sets a context variable, may wait, then resets it with its token (as asgiref's
+    ``ThreadSensitiveContext`` does under Django), which fails if the app was resumed in
+    another context; ``/keep`` leaves it set. Answers what it held before: a request must
+    never see another's."""
+    if scope["type"] != "http":
+        return
+    before = REQUEST_PATH.get()
+    token = REQUEST_PATH.set(scope["path"])
+    if scope["path"] == "/wait":
+        await asyncio.sleep(0.01)
+    if scope["path"] != "/keep":
+        REQUEST_PATH.reset(token)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": repr(before).encode()})

@@ -56,6 +56,24 @@ def test_starlette_routes_bodies_streams_and_lifespan() -> None:
     assert starlette_app.EVENTS == ["startup", "shutdown"]
 
 
+@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
+def test_each_request_runs_in_a_context_of_its_own(http2: bool) -> None:
+    """A context variable set before the app's first wait is still its own after it (a
+    token made before can reset it: Django's asgiref needs that), and what one request sets
+    is not seen by the next one on the same connection."""
+    with (
+        running_server(raw_apps.context_keeper, model="asyncio", access_log=False) as server,
+        httpx.Client(
+            base_url=base_url(server), http1=not http2, http2=http2, timeout=10
+        ) as client,
+    ):
+        for path in ("/wait", "/keep", "/", "/wait", "/keep", "/"):
+            answer = client.get(path)
+            assert answer.status_code == 200, f"{path}: {answer.status_code}"
+            assert answer.text == "None", f"{path} saw what an earlier request set"
+            assert answer.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+
+
 def test_client_vanishing_mid_stream_leaves_server_serving() -> None:
     with running_server(starlette_app.app, model="asyncio", access_log=False) as server:
         for _ in range(5):

@@ -5,11 +5,18 @@ already-buffered body and send two messages. Creating an ``asyncio.Task`` for ea
 about a sixth of the request's time. :func:`start_eagerly` runs the coroutine's first step
 inline; only if it yields (it awaits something not yet ready) is the rest wrapped in a task,
 which resumes it exactly where it stopped.
+
+Each run gets a context of its own (``contextvars``), as a task would: the first step runs
+in a fresh copy and the task that continues it runs in that same copy. Run in the loop's
+callback context instead, what a request set leaked into the next request on the
+connection, and a token made before the first wait could not be reset after it (asgiref's
+``ThreadSensitiveContext`` failed so once per Django request).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
@@ -48,14 +55,15 @@ async def _continue(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
 
 def start_eagerly(coro: Coroutine[Any, Any, Any], done: Done) -> asyncio.Task[Any] | None:
     """Run ``coro``; call ``done(error_or_None)`` when it ends. Returns its task, if one."""
+    context = contextvars.copy_context()
     try:
-        pending = coro.send(None)
+        pending = context.run(coro.send, None)
     except StopIteration:
         done(None)
         return None
     except BaseException as exc:
         done(exc)
         return None
-    task = asyncio.get_running_loop().create_task(_continue(coro, pending))
+    task = asyncio.get_running_loop().create_task(_continue(coro, pending), context=context)
     task.add_done_callback(lambda t: done(None if t.cancelled() else t.exception()))
     return task
