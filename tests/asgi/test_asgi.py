@@ -63,9 +63,7 @@ def test_each_request_runs_in_a_context_of_its_own(http2: bool) -> None:
     is not seen by the next one on the same connection."""
     with (
         running_server(raw_apps.context_keeper, model="asyncio", access_log=False) as server,
-        httpx.Client(
-            base_url=base_url(server), http1=not http2, http2=http2, timeout=10
-        ) as client,
+        httpx.Client(base_url=base_url(server), http1=not http2, http2=http2, timeout=10) as client,
     ):
         for path in ("/wait", "/keep", "/", "/wait", "/keep", "/"):
             answer = client.get(path)
