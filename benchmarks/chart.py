@@ -21,9 +21,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from suites import BENCH_DIR
 from workloads import WORKLOADS
 
-BENCH_DIR = Path(__file__).resolve().parent
 METRICS = {
     "requests_per_s": "median req/s relative to the baseline (higher is better)",
     "p99_ms": "median p99 latency relative to the baseline (lower is better)",
@@ -92,8 +92,15 @@ def newest_runs(runs: list[Run]) -> list[Run]:
     )
 
 
-def _text(x: float, y: float, content: str, size: int = 11, anchor: str = "middle",
-          style: str = "", title: str = "") -> str:  # fmt: skip
+def _text(
+    x: float,
+    y: float,
+    content: str,
+    size: int = 11,
+    anchor: str = "middle",
+    style: str = "",
+    title: str = "",
+) -> str:
     """An SVG text element, with a hover title if given; strings from files are escaped."""
     hover = f"<title>{escape(title)}</title>" if title else ""
     return (f"<text x='{x:.1f}' y='{y:.1f}' font-size='{size}' text-anchor='{anchor}' "

@@ -113,8 +113,9 @@ def preflight(specs: list[ServerSpec]) -> None:
         log(f"{PEERS_BIN.parent} is missing: run benchmarks/install_peers.sh (peers will FAIL)")
 
 
-def measure_round(record: ServerRecord, setup: Setup, workdir: Path, round_no: int,
-                  args: argparse.Namespace) -> None:  # fmt: skip
+def measure_round(
+    record: ServerRecord, setup: Setup, workdir: Path, round_no: int, args: argparse.Namespace
+) -> None:
     """Start, warm up, measure and stop one server once; a Failure marks the server FAILED."""
     server = ServerProcess(record.spec, setup, workdir, round_no)
     record.commands.append(" ".join(server.argv))
@@ -132,8 +133,9 @@ def measure_round(record: ServerRecord, setup: Setup, workdir: Path, round_no: i
         server.stop()
 
 
-def keep_round(record: ServerRecord, server: ServerProcess, result: WrkResult,
-               round_no: int) -> None:  # fmt: skip
+def keep_round(
+    record: ServerRecord, server: ServerProcess, result: WrkResult, round_no: int
+) -> None:
     """Record a measured run with what it cost the server: peak memory, read while the server
     still runs, and the tracebacks in its log."""
     row = dict(result.data, round=round_no, wrk_command=result.command)
