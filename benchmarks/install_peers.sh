@@ -15,11 +15,14 @@ if [ ! -x "$venv/bin/python" ]; then
     "$venv/bin/pip" install --quiet --upgrade pip
 fi
 
-peers=(waitress gunicorn granian flask "uvicorn[standard]" httptools uvloop hypercorn zttp)
+# The frameworks serve the real-app workloads (flask, django, starlette, fastapi); they are
+# in the project's bench extra too, since threadloom serves them from .venv.
+peers=(waitress gunicorn granian flask django starlette fastapi "uvicorn[standard]" httptools uvloop
+    hypercorn zttp)
 upgrade=()
 [ "${UPGRADE:-0}" = 1 ] && upgrade=(--upgrade)
 "$venv/bin/pip" install --quiet "${upgrade[@]}" "${peers[@]}"
 
 command -v wrk >/dev/null || echo "note: wrk is not installed (apt-get install -y wrk)" >&2
 command -v taskset >/dev/null || echo "note: taskset is not installed (util-linux)" >&2
-"$venv/bin/pip" list --format=freeze | grep -iE '^(waitress|gunicorn|granian|flask|uvicorn|httptools|uvloop|hypercorn|zttp)=='
+"$venv/bin/pip" list --format=freeze | grep -iE '^(waitress|gunicorn|granian|flask|django|starlette|fastapi|uvicorn|httptools|uvloop|hypercorn|zttp)=='

@@ -1,5 +1,8 @@
 """Starting a server pinned to CPU 0, loading it with wrk pinned to CPU 1, and stopping it.
 
+With --workers N > 1 the server's processes could not share one CPU meaningfully, so server and
+load are both pinned to CPUs 0 and 1 and compete there: only ratios within a run count then.
+
 Failures are values, not exceptions that escape: a server that does not start, answers wrongly,
 dies or errors under load becomes a `Failure` with the reason and the tail of its log, so one
 broken server (threadloom mid-refactor, say) never takes the whole comparison down with it.
@@ -19,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from suites import BENCH_DIR, HELLO_BODY, ServerSpec
+from suites import ServerSpec
+from workloads import Workload
 
 SERVER_CPU = "0"
 LOAD_CPU = "1"
-REPORT_LUA = BENCH_DIR / "report.lua"
+SHARED_CPUS = "0,1"  # server and load, with --workers N > 1
 START_TIMEOUT_S = 20.0
 PROBE_TIMEOUT_S = 10.0
 STOP_GRACE_S = 5.0
@@ -52,6 +56,31 @@ class WrkResult:
         return int(sum(self.data["errors"].values())) + int(self.data["non_2xx"])
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What every server start and wrk run of one benchmark run share."""
+
+    workload: Workload
+    interface: str  # "wsgi" or "asgi"
+    workers: int
+    connections: int
+
+    @property
+    def module(self) -> str:
+        """The app module the servers import."""
+        return self.workload.module(self.interface)
+
+    @property
+    def server_cpus(self) -> str:
+        """CPU 0 alone for one process; several processes get both CPUs, shared with wrk."""
+        return SERVER_CPU if self.workers == 1 else SHARED_CPUS
+
+    @property
+    def load_cpus(self) -> str:
+        """CPU 1 alone against one process, else both CPUs (see server_cpus)."""
+        return LOAD_CPU if self.workers == 1 else SHARED_CPUS
+
+
 def free_port() -> int:
     """A port the kernel just considered free; each start gets a new one so that a previous
     server's TIME_WAIT sockets or a slow shutdown never collide with the next start."""
@@ -62,13 +91,16 @@ def free_port() -> int:
 
 class ServerProcess:
     """A server started in its own session (so the whole process group, workers included, can be
-    killed), pinned to SERVER_CPU, with output going to a file rather than a pipe nobody drains."""
+    killed and measured), pinned to the setup's server CPUs, with output going to a file rather
+    than a pipe nobody drains."""
 
-    def __init__(self, spec: ServerSpec, workdir: Path, round_no: int) -> None:
+    def __init__(self, spec: ServerSpec, setup: Setup, workdir: Path, round_no: int) -> None:
         self.spec = spec
+        self.setup = setup
         self.workdir = workdir
         self.port = free_port()
-        self.argv = ["taskset", "-c", SERVER_CPU, *spec.command(self.port)]
+        command = spec.command(self.port, setup.module, setup.workers)
+        self.argv = ["taskset", "-c", setup.server_cpus, *command]
         self.log_path = workdir / f"{spec.name}.round{round_no}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -90,7 +122,7 @@ class ServerProcess:
             except OSError as exc:
                 raise Failure(f"cannot start: {exc}") from exc
         self._wait_accepting()
-        self._probe()
+        self.probe()
 
     def _wait_accepting(self) -> None:
         """Poll connect() until it succeeds, failing fast if the process exits meanwhile."""
@@ -103,24 +135,51 @@ class ServerProcess:
             time.sleep(0.05)
         raise self.failure(f"port not accepting after {START_TIMEOUT_S:.0f}s")
 
-    def _probe(self) -> None:
-        """One plain GET: a server that accepts but answers wrongly must not be timed."""
+    def probe(self) -> None:
+        """One request as wrk will send it: a server that accepts but answers wrongly (or not
+        the workload's bytes) must not be timed. Sent again after the warm-up, it also waits
+        out the requests the warm-up left queued: a server with fewer threads than connections
+        still works through requests whose clients wrk has closed (io: over a second of them),
+        which the measured run would otherwise pay for."""
+        workload = self.setup.workload
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=PROBE_TIMEOUT_S)
         try:
-            conn.request("GET", "/")
+            conn.request(workload.method, workload.path, body=workload.request_body or None)
             resp = conn.getresponse()
             body = resp.read()
         except (OSError, http.client.HTTPException) as exc:
             raise self.failure(f"probe failed: {exc!r}") from exc
         finally:
             conn.close()
-        if resp.status != 200 or body != HELLO_BODY:
-            raise self.failure(f"probe got {resp.status} {body[:40]!r}")
+        problem = workload.answer_problem(resp.status, resp.getheader("Content-Type", ""), body)
+        if problem:
+            raise self.failure(f"probe: {problem}")
 
     def check_alive(self, what: str) -> None:
         """Raise a Failure carrying the log if the server process has exited."""
         if self.proc is not None and self.proc.poll() is not None:
             raise self.failure(f"{what} (exit {self.proc.returncode})")
+
+    def peak_memory(self) -> dict[str, int | None]:
+        """Peak RSS (VmHWM) summed over the server's process group, and how many processes
+        it has: cheap to read from /proc while the server still runs. A sum over several
+        processes counts pages they share once per process, so it overstates them."""
+        if self.proc is None:
+            return {"peak_rss_kib": None, "processes": None}
+        total, count = group_peak_rss_kib(self.proc.pid)
+        return {"peak_rss_kib": total if count else None, "processes": count or None}
+
+    def log_tracebacks(self) -> int:
+        """Tracebacks the server has logged so far. A server can answer every request right and
+        still raise in the app or its own code after each one (threadloom-asyncio under
+        Django's ASGI handler did); the table shows the count so such a row does not read as
+        clean. A few can be the harness's doing: wrk drops its connections mid-response when
+        a run ends."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return 0
+        return text.count("Traceback (most recent call last)")
 
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL it after a grace period; never raises."""
@@ -154,21 +213,47 @@ class ServerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def wrk_command(port: int, duration: int, connections: int) -> list[str]:
-    """wrk pinned to LOAD_CPU, one thread, keep-alive (wrk's default), reporting via report.lua."""
+def group_peak_rss_kib(pgid: int) -> tuple[int, int]:
+    """Sum of VmHWM over the live processes of group `pgid`, and their number ((0, 0) where
+    /proc is missing). The group is the server's session: workers stay in it."""
+    total = count = 0
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+            # After the command name in parentheses: state, ppid, pgrp, ...
+            if int(stat.rpartition(")")[2].split()[2]) != pgid:
+                continue
+            status = (entry / "status").read_text(encoding="ascii", errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile, or not ours to read
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1])
+                count += 1
+    return total, count
+
+
+def wrk_command(port: int | str, duration: int, setup: Setup) -> list[str]:
+    """wrk pinned to the load CPUs, one thread, keep-alive (wrk's default); the workload's
+    script sets the request when it is not a plain GET and reports via report.lua."""
+    url = f"http://127.0.0.1:{port}{setup.workload.path}"
     return [
-        "taskset", "-c", LOAD_CPU,
-        "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
-        "-s", str(REPORT_LUA), f"http://127.0.0.1:{port}/",
+        "taskset", "-c", setup.load_cpus,
+        "wrk", "-t1", f"-c{setup.connections}", f"-d{duration}s",
+        f"--timeout={setup.workload.timeout_s}s", "-s", str(setup.workload.script), url,
     ]  # fmt: skip
 
 
-def run_wrk(server: ServerProcess, duration: int, connections: int) -> WrkResult:
+def run_wrk(server: ServerProcess, duration: int) -> WrkResult:
     """Load `server` once; a crash, zero requests or any error is a Failure."""
-    argv = wrk_command(server.port, duration, connections)
+    argv = wrk_command(server.port, duration, server.setup)
     try:
         done = subprocess.run(
-            argv, check=False, capture_output=True, text=True, timeout=duration + 30
+            argv,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=duration + server.setup.workload.timeout_s + 30,
         )
     except subprocess.TimeoutExpired as exc:
         raise server.failure("wrk hung") from exc

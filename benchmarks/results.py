@@ -37,10 +37,17 @@ class ServerRecord:
         if self.failure is not None or not self.rounds:
             return None
         out: dict[str, Any] = {"rounds": len(self.rounds)}
-        for key in ("requests_per_s", "p50_ms", "p90_ms", "p99_ms"):
-            values = [r[key] for r in self.rounds]
-            out[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+        for key in ("requests_per_s", "p50_ms", "p90_ms", "p99_ms", "peak_rss_kib"):
+            values = [r[key] for r in self.rounds if r.get(key) is not None]
+            if values:
+                out[key] = _spread(values)
+        out["log_tracebacks"] = sum(r.get("log_tracebacks", 0) for r in self.rounds)
         return out
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max: the median resists one disturbed round, min-max shows the noise."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def _cpu_model() -> str:
@@ -139,27 +146,36 @@ def _fmt_rps(value: float) -> str:
     return f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
 
 
+def _fmt_mib(summ: dict[str, Any]) -> str:
+    """Median peak RSS in MiB, or '-' where it could not be read."""
+    rss = summ.get("peak_rss_kib")
+    return "-" if rss is None else f"{rss['median'] / 1024:.0f}"
+
+
 def markdown_table(records: list[ServerRecord], baseline: str) -> str:
-    """The human summary: medians, spread, and the ratio to the baseline per server."""
+    """The human summary: medians, spread, memory and the ratio to the baseline per server."""
     rel = ratios(records, baseline)
     lines = [
         f"| server | req/s (median) | req/s min-max | p99 ms (median) | p99 min-max "
-        f"| p50 ms | x {baseline} | status |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        f"| p50 ms | peak RSS MiB | x {baseline} | status |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for rec in records:
         summ = rec.summary()
         if summ is None:
             reason = (rec.failure or "not measured").replace("|", "/")
-            lines.append(f"| {rec.spec.name} | - | - | - | - | - | - | FAILED: {reason} |")
+            lines.append(f"| {rec.spec.name} | - | - | - | - | - | - | - | FAILED: {reason} |")
             continue
         rps, p99, p50 = summ["requests_per_s"], summ["p99_ms"], summ["p50_ms"]
         ratio = rel[rec.spec.name]["requests_per_s"]
+        status = f"ok ({summ['rounds']} rounds)"
+        if summ["log_tracebacks"]:
+            status += f", {summ['log_tracebacks']} tracebacks in its log"
         lines.append(
             f"| {rec.spec.name} | {_fmt_rps(rps['median'])} "
             f"| {_fmt_rps(rps['min'])}-{_fmt_rps(rps['max'])} | {p99['median']:.2f} "
-            f"| {p99['min']:.2f}-{p99['max']:.2f} | {p50['median']:.2f} "
-            f"| {'n/a' if ratio is None else f'{ratio:.2f}x'} | ok ({summ['rounds']} rounds) |"
+            f"| {p99['min']:.2f}-{p99['max']:.2f} | {p50['median']:.2f} | {_fmt_mib(summ)} "
+            f"| {'n/a' if ratio is None else f'{ratio:.2f}x'} | {status} |"
         )
     return "\n".join(lines)
 
@@ -170,7 +186,7 @@ def write_json(path: Path, meta: dict[str, Any], records: list[ServerRecord]) ->
     servers = [
         {
             "name": rec.spec.name,
-            "command_template": rec.spec.template(),
+            "command_template": rec.spec.template(meta["app_module"], meta["workers"]),
             "commands": rec.commands,
             "status": "ok" if rec.summary() else "FAILED",
             "failure": rec.failure,

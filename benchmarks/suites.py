@@ -1,10 +1,11 @@
-"""The servers benchmarked side by side, and the hello-world apps they serve.
+"""The servers benchmarked side by side.
 
-Every server gets the same app, written by the harness itself into a throwaway directory, so that
-a comparison never depends on files that other work in the checkout may be changing. Commands are
-templates: ``{port}`` is filled per start and ``{threadloom}`` / ``{peers}`` point at the project
-venv and the separate peers venv (see install_peers.sh), so that peers never leak into the
-project's environment.
+Every server serves the same app module, copied by the harness into a throwaway directory
+(workloads.write_apps), so that a comparison never depends on files that other work in the
+checkout may be changing. Commands are templates: ``{port}`` is filled per start, ``{module}``
+with the workload's app module (every module exports ``app``), ``{workers}`` with --workers, and
+``{threadloom}`` / ``{peers}`` point at the project venv and the separate peers venv (see
+install_peers.sh), so that peers never leak into the project's environment.
 """
 
 from __future__ import annotations
@@ -17,64 +18,6 @@ REPO_DIR = BENCH_DIR.parent
 THREADLOOM_BIN = REPO_DIR / ".venv" / "bin"
 PEERS_BIN = BENCH_DIR / ".peers-venv" / "bin"
 
-# The body is exactly 13 bytes, matching the Content-Length every app declares.
-HELLO_BODY = b"Hello, world!"
-
-HELLO_WSGI = """\
-def app(environ, start_response):
-    start_response(
-        "200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")]
-    )
-    return [b"Hello, world!"]
-"""
-
-HELLO_ASGI = """\
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")],
-        }
-    )
-    await send({"type": "http.response.body", "body": b"Hello, world!"})
-"""
-
-# werkzeug logs every request to stderr by default; no other server here has an access log on,
-# so it is silenced to compare request handling rather than terminal I/O.
-HELLO_FLASK = """\
-import logging
-import sys
-
-from flask import Flask
-
-app = Flask(__name__)
-logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-
-@app.route("/")
-def hello():
-    return "Hello, world!", 200, {"Content-Type": "text/plain"}
-
-
-if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=int(sys.argv[1]), threaded=True)
-"""
-
-APP_FILES: dict[str, str] = {
-    "hello_wsgi.py": HELLO_WSGI,
-    "hello_asgi.py": HELLO_ASGI,
-    "hello_flask.py": HELLO_FLASK,
-}
-
 
 @dataclass(frozen=True)
 class ServerSpec:
@@ -85,16 +28,31 @@ class ServerSpec:
     # Distribution names whose versions the report records (looked up in `venv`).
     packages: tuple[str, ...]
     venv: str  # "project" or "peers"
+    # Appended to argv for --workers N > 1 (empty when argv's {workers} already says it);
+    # None, the default, for a server that has no worker processes to ask for.
+    workers_argv: tuple[str, ...] | None = None
 
-    def command(self, port: int) -> list[str]:
-        """The concrete argv for a start on `port`."""
-        subst = {"port": str(port), "threadloom": str(THREADLOOM_BIN), "peers": str(PEERS_BIN)}
-        return [part.format(**subst) for part in self.argv]
+    def supports_workers(self, workers: int) -> bool:
+        """Whether this server can run `workers` processes."""
+        return workers == 1 or self.workers_argv is not None
 
-    def template(self) -> str:
+    def command(self, port: int | str, module: str, workers: int = 1) -> list[str]:
+        """The concrete argv for a start on `port` serving ``module:app``."""
+        argv = self.argv
+        if workers > 1 and self.workers_argv:
+            argv += self.workers_argv
+        subst = {
+            "port": str(port),
+            "module": module,
+            "workers": str(workers),
+            "threadloom": str(THREADLOOM_BIN),
+            "peers": str(PEERS_BIN),
+        }
+        return [part.format(**subst) for part in argv]
+
+    def template(self, module: str, workers: int = 1) -> str:
         """The command as recorded in results, with paths resolved and PORT left symbolic."""
-        subst = {"port": "PORT", "threadloom": str(THREADLOOM_BIN), "peers": str(PEERS_BIN)}
-        return " ".join(part.format(**subst) for part in self.argv)
+        return " ".join(self.command("PORT", module, workers))
 
 
 def _argv(command: str) -> tuple[str, ...]:
@@ -102,72 +60,85 @@ def _argv(command: str) -> tuple[str, ...]:
     return tuple(command.split())
 
 
-def _threadloom(name: str, app: str, *model: str) -> ServerSpec:
-    """A threadloom server: the same CLI for every model, so only the model flags differ."""
-    argv = ("{threadloom}/threadloom", "serve", app, *model)
+def _threadloom(name: str, *model: str) -> ServerSpec:
+    """A threadloom server: the same CLI for every model, so only the model flags differ.
+    Without --workers it serves in its own process; --workers N puts N under a supervisor."""
+    argv = ("{threadloom}/threadloom", "serve", "{module}:app", *model)
     argv += _argv("--no-access-log --bind 127.0.0.1:{port}")
-    return ServerSpec(name, argv, ("threadloom",), "project")
+    return ServerSpec(
+        name, argv, ("threadloom",), "project", workers_argv=("--workers", "{workers}")
+    )
 
 
-def _granian(name: str, interface: str, app: str) -> ServerSpec:
-    """granian with one worker and no access log (its defaults otherwise)."""
+def _granian(name: str, interface: str) -> ServerSpec:
+    """granian with one worker (--workers N: N) and no access log (its defaults otherwise)."""
     argv = _argv(f"{{peers}}/granian --interface {interface} --host 127.0.0.1 --port {{port}}")
-    argv += _argv("--workers 1 --no-access-log --log-level warning")
-    return ServerSpec(name, (*argv, app), ("granian",), "peers")
+    argv += _argv("--workers {workers} --no-access-log --log-level warning {module}:app")
+    return ServerSpec(name, argv, ("granian",), "peers", workers_argv=())
 
 
 WSGI_SERVERS: tuple[ServerSpec, ...] = (
-    _threadloom("threadloom-pool", "hello_wsgi:app", *_argv("--model pool --threads 4")),
-    _threadloom("threadloom-threads", "hello_wsgi:app", "--model", "threads"),
+    _threadloom("threadloom-pool", *_argv("--model pool --threads 4")),
+    _threadloom("threadloom-threads", "--model", "threads"),
+    # --connection-limit: waitress stops accepting at 100 connections by default, which would
+    # leave most of the io workload's 512 keep-alive connections unanswered (wrk timeouts);
+    # 1000 is gunicorn's and threadloom's default. Below 100 connections it changes nothing.
     ServerSpec(
         "waitress",
-        _argv("{peers}/waitress-serve --threads=4 --listen=127.0.0.1:{port} hello_wsgi:app"),
+        _argv(
+            "{peers}/waitress-serve --threads=4 --connection-limit=1000"
+            " --listen=127.0.0.1:{port} {module}:app"
+        ),
         ("waitress",),
         "peers",
     ),
     ServerSpec(
         "gunicorn-gthread",
-        _argv("{peers}/gunicorn -k gthread -w 1 --threads 4 -b 127.0.0.1:{port} hello_wsgi:app"),
+        _argv(
+            "{peers}/gunicorn -k gthread -w {workers} --threads 4 -b 127.0.0.1:{port} {module}:app"
+        ),
         ("gunicorn",),
         "peers",
+        workers_argv=(),
     ),
-    _granian("granian-wsgi", "wsgi", "hello_wsgi:app"),
+    _granian("granian-wsgi", "wsgi"),
+    # werkzeug's development server (what `flask run` / `app.run()` start) serving the workload's
+    # app; it has threads or forked processes per request, not a pool of workers.
     ServerSpec(
         "flask-dev",
-        _argv("{peers}/python hello_flask.py {port}"),
+        _argv("{peers}/python werkzeug_dev.py {module} {port}"),
         ("flask", "werkzeug"),
         "peers",
     ),
 )
 
 ASGI_SERVERS: tuple[ServerSpec, ...] = (
-    _threadloom("threadloom-asyncio", "hello_asgi:app", "--model", "asyncio"),
+    _threadloom("threadloom-asyncio", "--model", "asyncio"),
     ServerSpec(
         "uvicorn",
         _argv(
-            "{peers}/uvicorn hello_asgi:app --host 127.0.0.1 --port {port} --http httptools"
+            "{peers}/uvicorn {module}:app --host 127.0.0.1 --port {port} --http httptools"
             " --loop uvloop --no-access-log --log-level warning"
         ),
         ("uvicorn", "httptools", "uvloop"),
         "peers",
+        workers_argv=("--workers", "{workers}"),
     ),
+    # hypercorn's default is already one worker process under a parent process.
     ServerSpec(
         "hypercorn",
-        _argv("{peers}/hypercorn hello_asgi:app -b 127.0.0.1:{port}"),
+        _argv("{peers}/hypercorn {module}:app -b 127.0.0.1:{port}"),
         ("hypercorn",),
         "peers",
+        workers_argv=("--workers", "{workers}"),
     ),
-    _granian("granian-asgi", "asgi", "hello_asgi:app"),
+    _granian("granian-asgi", "asgi"),
 )
 
 SUITES: dict[str, tuple[ServerSpec, ...]] = {"wsgi": WSGI_SERVERS, "asgi": ASGI_SERVERS}
 
 # The reference each ratio is taken against unless --baseline says otherwise: the most common
-# pure-Python server of each kind, as in DESIGN.md's targets.
+# pure-Python server of each kind, as in DESIGN.md's targets. waitress has no worker processes,
+# so multi-process wsgi runs compare against gunicorn.
 DEFAULT_BASELINE: dict[str, str] = {"wsgi": "waitress", "asgi": "uvicorn"}
-
-
-def write_apps(directory: Path) -> None:
-    """Write every hello app into `directory`, the cwd and PYTHONPATH of each server."""
-    for filename, source in APP_FILES.items():
-        (directory / filename).write_text(source, encoding="utf-8")
+MULTI_PROCESS_BASELINE: dict[str, str] = {"wsgi": "gunicorn-gthread", "asgi": "uvicorn"}
