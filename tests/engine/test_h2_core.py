@@ -12,9 +12,10 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import hpack
 import pytest
 from h2.errors import ErrorCodes
-from hyperframe.frame import PingFrame, RstStreamFrame
+from hyperframe.frame import HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
 
 from tests.h2cores import each_h2_core  # noqa: F401 (a fixture: each test once per core)
 from threadloom.config import Config
@@ -22,7 +23,7 @@ from threadloom.engine import h2_core
 from threadloom.engine.h2_core import H2Core
 from threadloom.engine.http1_core import DISPATCH_BODY_BYTES, HTTPSettings
 from threadloom.interfaces.wsgi import WSGIRunner
-from threadloom.protocols.http2 import response_headers
+from threadloom.protocols.http2 import PREFACE, response_headers
 
 KEEP_ALIVE, IO = 5.0, 30.0
 T0 = 1000.0
@@ -226,6 +227,29 @@ def test_streams_past_the_limit_are_refused_until_one_is_done() -> None:
     peer.get()
     peer.send()
     assert len(core.take_ready()) == 1  # a place was freed
+
+
+def test_refusals_past_the_limit_count_against_the_reset_budget() -> None:
+    """CVE-2019-9514 (reset flood): a client that holds the streams it may open and opens
+    more, over and over, is refused each time (REFUSED_STREAM), and each refusal counts
+    against RESETS_MAX: within it the connection lives, past it GOAWAY ENHANCE_YOUR_CALM."""
+    core = H2Core(settings(h2_max_streams=1), T0)
+    encoder = hpack.Encoder()
+    fields = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "t")]
+
+    def opens(stream_id: int, end: bool = True) -> bytes:
+        frame = HeadersFrame(stream_id, encoder.encode(fields), flags=["END_HEADERS"])
+        if end:
+            frame.flags.add("END_STREAM")
+        return frame.serialize()
+
+    assert core.feed(PREFACE + SettingsFrame(0).serialize() + opens(1, end=False), T0)
+    refused = [opens(3 + 2 * n) for n in range(h2_core.RESETS_MAX + 1)]
+    for frame in refused[:-1]:  # one a read: the library's own limit is twice ours
+        assert core.feed(frame, T0)
+    assert b"\x00\x00\x00\x07" in core.output()  # REFUSED_STREAM
+    assert not core.feed(refused[-1], T0)
+    assert b"\x00\x00\x00\x0b" in core.output()  # GOAWAY ENHANCE_YOUR_CALM
 
 
 def test_a_reset_stream_still_running_keeps_its_place(core: H2Core) -> None:

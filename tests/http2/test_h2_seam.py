@@ -109,7 +109,7 @@ def test_a_request_and_its_response(each_h2_core: str) -> None:
     assert (b"host", b"t") in request.headers
     assert (b"cookie", b"a=1; b=2") in request.headers  # split cookies joined (RFC 9113 8.2.3)
     conn = pair.conn
-    assert conn.open_streams == 1 and conn.stream_open(1)
+    assert conn.stream_open(1)
     conn.send_headers(1, [(b":status", b"200"), (b"content-length", b"2")], end=False)
     assert conn.window(1) >= 2  # (h2 cuts it to a frame, ngh2 leaves that to nghttp2)
     conn.send_data(1, b"ok", end=True)
@@ -119,28 +119,31 @@ def test_a_request_and_its_response(each_h2_core: str) -> None:
         h2.events.DataReceived,
         h2.events.StreamEnded,
     ]
-    conn.done(1)
-    assert conn.open_streams == 0
 
 
-def test_streams_past_the_limit_are_refused_and_twice_past_it_is_a_connection_error() -> None:
+def test_streams_past_the_advertised_limit_reach_the_engine(each_h2_core: str) -> None:
+    """The engine refuses the streams past the advertised limit (``tests/engine/
+    test_h2_core.py``), so the seam lets them through: up to twice the limit under h2, which
+    enforces a limit of its own (it is given twice ours) and ends the connection past it;
+    all of them under ngh2, given no limit (nghttp2 would refuse streams itself, before the
+    client acknowledges our SETTINGS with no event to count them by)."""
     pair = Pair(H2Limits(max_streams=2))
     pair.client.remote_settings.max_concurrent_streams = 100  # a client that ignores it
     pair.client.remote_settings.acknowledge()
-    for _ in range(3):
+    for _ in range(4):
         pair.client.send_headers(pair.client.get_next_available_stream_id(), GET)
     opened = [e.stream_id for e in pair.send() if isinstance(e, Opened)]
-    assert opened == [1, 3]
+    assert opened == [1, 3, 5, 7]
     pair.read()
-    assert pair.resets() == {5: ErrorCodes.REFUSED_STREAM}
-    for _ in range(4):  # 2 + 4 open: past twice the limit
-        pair.client.send_headers(pair.client.get_next_available_stream_id(), GET)
+    assert pair.goaway() is None
+    pair.client.send_headers(pair.client.get_next_available_stream_id(), GET)
     events = pair.send()
-    closed = [e for e in events if isinstance(e, Closed)]
-    if closed:
-        assert not closed[0].by_peer
+    if each_h2_core == "ngh2":
+        assert [e.stream_id for e in events if isinstance(e, Opened)] == [9]
+        return
+    (closed,) = [e for e in events if isinstance(e, Closed)]
+    assert not closed.by_peer
     pair.read()
-    assert pair.goaway() is not None
     assert pair.goaway().error_code == ErrorCodes.PROTOCOL_ERROR
 
 

@@ -5,8 +5,9 @@ HPACK, stream states and flow-control arithmetic are a library's, behind a seam 
 (BENCHMARKS.md, "Choosing the HTTP/2 core"): ``connection`` on ``h2`` (pure Python, always
 installed) and ``ngh2_connection`` on ``ngh2`` (libnghttp2; the ``http2-fast`` extra).
 Both turn their library's events into :class:`~threadloom.protocols.http1.Request` objects
-the interfaces already know and add the rules the library leaves to its user (the stream
-limit answered with ``REFUSED_STREAM``, every frame a peer makes us reset, ...);
+the interfaces already know and add the rules the library leaves to its user (every frame
+a peer makes us reset counted, a GOAWAY where the library would send none, ...); the rules
+both need, such as the stream limit answered with ``REFUSED_STREAM``, are the engine's;
 :func:`new_connection` picks one: ``THREADLOOM_H2_CORE=h2|ngh2``, by default ngh2 where it
 is installed, else h2. ``response`` builds a response's header list.
 """
@@ -42,7 +43,6 @@ class H2Seam(Protocol):
     limits: H2Limits
     control_frames: int
     provoked_resets: int
-    open_streams: int
     closed: bool
 
     def receive(self, data: bytes) -> list[Event]: ...
@@ -54,7 +54,6 @@ class H2Seam(Protocol):
     def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None: ...
     def end(self, stream_id: int) -> None: ...
     def reset(self, stream_id: int, code: int) -> None: ...
-    def done(self, stream_id: int) -> None: ...
     def consumed(self, stream_id: int, flow: int) -> None: ...
     def going_away(self, code: int = ...) -> None: ...
     def stream_open(self, stream_id: int) -> bool: ...

@@ -12,11 +12,14 @@ events exactly, so :mod:`threadloom.engine.h2_core` drives either one;
 
 What nghttp2 does differently, and how this seam makes it answer as the h2 one does
 -------------------------------------------------------------------------------------
-* **The stream limit.** nghttp2 enforces the ``MAX_CONCURRENT_STREAMS`` it sends as a
-  connection error (GOAWAY PROTOCOL_ERROR). So it is given twice our limit, and the
-  SETTINGS frame it would send is replaced by ours with the real one: between the two we
-  answer ``REFUSED_STREAM`` (a stream error a client may retry), past twice it is
-  nghttp2's connection error, as with h2.
+* **The stream limit.** nghttp2 enforces the ``MAX_CONCURRENT_STREAMS`` it sends itself:
+  as a connection error (GOAWAY PROTOCOL_ERROR) once the peer has acknowledged it, and
+  before that by refusing streams (RST_STREAM REFUSED_STREAM) with no event to say so, so
+  that nobody would count those resets (a reset flood from a client that never
+  acknowledges, CVE-2019-9514). So it is given no limit, and the SETTINGS frame it would
+  send is replaced by ours with the real one: every stream reaches the engine, which
+  refuses those past the limit (``REFUSED_STREAM``, a stream error a client may retry)
+  and counts each against its reset budget.
 * **Its own resets.** A malformed request (RFC 9113 8.1.1), or ``content-length`` that
   disagrees with the DATA, is a stream error here (RST_STREAM PROTOCOL_ERROR: h2 makes it
   a connection error). nghttp2 reports such a stream only as closed with an error code,
@@ -120,17 +123,15 @@ class Ngh2Connection:
         if limits.connect_protocol:
             advertised[ngh2.Setting.ENABLE_CONNECT_PROTOCOL] = 1
         enforced = dict(advertised)
-        enforced[ngh2.Setting.MAX_CONCURRENT_STREAMS] = 2 * limits.max_streams
+        del enforced[ngh2.Setting.MAX_CONCURRENT_STREAMS]  # (the engine's: see above)
         core.initiate_connection(enforced)
-        core.data_to_send()  # nghttp2's SETTINGS, with twice the limit: ours goes instead
+        core.data_to_send()  # nghttp2's SETTINGS, without the limit: ours goes instead
         #: bytes to write ahead of what nghttp2 has queued since
         self._out = _frame(4, ngh2.pack_settings_payload(advertised))
         #: frames carrying no request data the peer sent, and resets its frames caused
         self.control_frames = 0
         self.window_credit = 0  # WINDOW_UPDATEs due for our DATA frames: not counted
         self.provoked_resets = 0
-        #: streams given to the engine and not yet given back (done())
-        self.open_streams = 0
         self.closed = False  # a GOAWAY went either way
         self._dead = False  # ngh2 raised: the session writes nothing more
         self._last = 0  # the highest stream id the peer opened
@@ -199,16 +200,12 @@ class Ngh2Connection:
     def _opened(self, event: Any, events: list[Event]) -> None:
         stream_id = event.stream_id
         self._last = stream_id
-        if self.open_streams >= self.limits.max_streams:
-            self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
-            return
         request = request_from_fields(event.headers)
         if request is None:  # host disagrees with :authority: malformed (RFC 9113 8.3.1)
             self.provoked_resets += 1
             self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
         self._streams[stream_id] = _GIVEN
-        self.open_streams += 1
         events.append(Opened(stream_id, request, event.end_stream))
 
     def _refuse(self, stream_id: int, code: int) -> None:
@@ -308,10 +305,6 @@ class Ngh2Connection:
             self.core.reset_stream(stream_id, code)
         except ngh2.NGH2Error:
             pass  # the connection is over: nothing more goes out
-
-    def done(self, stream_id: int) -> None:
-        """The engine is finished with a stream it was given (answered or reset)."""
-        self.open_streams -= 1
 
     def consumed(self, stream_id: int, flow: int) -> None:
         """The app took ``flow`` body bytes: the peer may send as many more."""
