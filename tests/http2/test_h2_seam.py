@@ -261,6 +261,54 @@ def test_a_bad_preface_is_a_connection_error(each_h2_core: str) -> None:
     assert raw_goaway_code(conn.data_to_send()) in expected
 
 
+def _frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    head = len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream_id.to_bytes(4, "big")
+    return head + payload
+
+
+@pytest.mark.parametrize("cut", [None, 4, 11], ids=["one-read", "cut-in-a-header", "cut-after"])
+@pytest.mark.parametrize("case", ["priority-on-stream-0", "headers-on-a-skipped-id"])
+def test_what_the_library_may_let_through_is_a_connection_error(
+    each_h2_core: str, case: str, cut: int | None
+) -> None:
+    """RFC 9113 6.3 (PRIORITY on stream 0) and 5.1.1 (HEADERS on a stream id below one the
+    peer has opened, never opened itself): connection errors PROTOCOL_ERROR, and nothing
+    after the frame is processed. ngh2's seam reads them off the frame headers, which reads
+    may cut anywhere."""
+    pair = Pair()
+    pair.client.send_headers(5, GET)  # stream 5 open, 1 and 3 skipped
+    before = pair.client.data_to_send()
+    if case == "priority-on-stream-0":
+        bad = _frame(2, 0, 0, b"\x00\x00\x00\x01\x10")
+    else:
+        bad = _frame(1, 0x5, 3, pair.client.encoder.encode(GET))
+    data = before + bad + _frame(6, 0, 0, b"12345678")  # (a PING after it: never answered)
+    reads = [data] if cut is None else [data[: len(before) + cut], data[len(before) + cut :]]
+    events: list[Any] = []
+    for read in reads:
+        if not [e for e in events if isinstance(e, Closed)]:  # (the engine stops there)
+            events += pair.send(read)
+    opened = [e.stream_id for e in events if isinstance(e, Opened)]
+    assert opened == [5] or (each_h2_core == "h2" and not opened)  # (h2 drops the events
+    (closed,) = [e for e in events if isinstance(e, Closed)]  # of a read it fails in)
+    assert closed.code == ErrorCodes.PROTOCOL_ERROR and not closed.by_peer
+    out = pair.conn.data_to_send()
+    assert raw_goaway_code(out) == ErrorCodes.PROTOCOL_ERROR
+    assert b"\x06\x01\x00\x00\x00\x0012345678" not in out  # the PING's ACK
+
+
+def test_headers_on_a_stream_used_before_are_not_a_new_stream(each_h2_core: str) -> None:
+    """Trailers on an open stream, and HEADERS on one opened and closed before (RFC 9113
+    5.1: discarded, or a connection error STREAM_CLOSED), are not taken for a skipped id."""
+    pair = Pair()
+    pair.client.send_headers(1, POST)
+    pair.client.send_headers(1, [("x-checksum", "1")], end_stream=True)
+    pair.client.send_headers(5, GET, end_stream=True)
+    events = pair.send()
+    assert [e.stream_id for e in events if isinstance(e, Opened)] == [1, 5]
+    assert not [e for e in events if isinstance(e, Closed)]
+
+
 def test_body_windows_are_given_back_only_when_consumed(each_h2_core: str) -> None:
     pair = Pair()
     pair.client.send_headers(1, POST)
