@@ -23,7 +23,7 @@ from threadloom.engine import h2_core
 from threadloom.engine.h2_core import H2Core
 from threadloom.engine.http1_core import DISPATCH_BODY_BYTES, HTTPSettings
 from threadloom.interfaces.wsgi import WSGIRunner
-from threadloom.protocols.http2 import PREFACE, response_headers
+from threadloom.protocols.http2 import PREFACE, core_name, response_headers
 
 KEEP_ALIVE, IO = 5.0, 30.0
 T0 = 1000.0
@@ -289,6 +289,26 @@ def test_going_away_refuses_new_streams_and_lets_the_others_finish(core: H2Core)
     assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == first for e in events)
     assert any(isinstance(e, h2.events.StreamReset) and e.stream_id == late for e in events)
     assert core.done
+
+
+def test_a_peers_goaway_lets_its_streams_finish_where_the_core_can(core: H2Core) -> None:
+    """RFC 9113 6.8: after a client's graceful GOAWAY, the stream it opened before it may
+    still be answered, and the connection closes once that is done. ngh2 can; h2 sends
+    nothing after a GOAWAY it received, so there the stream is given up at once."""
+    peer = Peer(core)
+    peer.get()
+    peer.h2.close_connection()
+    alive = peer.send()
+    ready = core.take_ready()
+    if core_name() == "h2":
+        assert not alive and not ready and core.done
+        return
+    assert alive and not core.done
+    (stream,) = ready
+    assert core.respond(stream, response_headers(200, [], 2), b"ok", True, T0)
+    core.finish(stream, 200, 2, 0.0, T0)
+    assert b"ok" in core.output()
+    assert core.done  # (the driver closes the connection)
 
 
 def test_window_updates_of_a_big_download_are_not_a_flood(core: H2Core) -> None:

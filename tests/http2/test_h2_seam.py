@@ -408,6 +408,7 @@ def test_a_peers_goaway_is_closed_by_peer(each_h2_core: str) -> None:
     pair.client.close_connection()
     (closed,) = [e for e in pair.send() if isinstance(e, Closed)]
     assert closed.by_peer and closed.code == ErrorCodes.NO_ERROR
+    assert closed.finishing == (each_h2_core == "ngh2")  # (ngh2 still sends after it)
 
 
 def test_extended_connect_when_offered(each_h2_core: str) -> None:

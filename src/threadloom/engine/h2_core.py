@@ -164,10 +164,15 @@ class H2Core:
             elif kind is Reset:
                 self._reset(event.stream_id, event.by_peer)  # type: ignore[union-attr]
             elif kind is Closed:
-                # Either way nothing more can be sent (h2 closes on a GOAWAY it received
-                # too): every stream is given up, so that its app's writes fail quietly.
                 self.ending = True
                 self.why = event.reason  # type: ignore[union-attr]
+                if event.finishing:  # type: ignore[union-attr]
+                    # the peer's graceful GOAWAY, and the core can still answer the streams
+                    # opened before it (RFC 9113 6.8): those finish, newer ones are refused,
+                    # and the connection closes once they are done (``done``)
+                    continue
+                # Otherwise nothing more can be sent (h2 closes on a GOAWAY it received
+                # too): every stream is given up, so that its app's writes fail quietly.
                 if not event.by_peer:  # type: ignore[union-attr]
                     log.info("HTTP/2 connection error from %s: %s", self.addr, self.why)
                 self._lose_all()

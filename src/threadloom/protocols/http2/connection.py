@@ -14,7 +14,9 @@ Theory of operation
   the stream's state: ``by_peer`` is False then);
 * :class:`WindowOpened` -- the peer opened a window (stream 0: the connection's);
 * :class:`Closed` -- the connection is over: the peer's GOAWAY, or a connection error of
-  the peer's, for which a GOAWAY with ``code`` is already queued.
+  the peer's, for which a GOAWAY with ``code`` is already queued. After a graceful GOAWAY
+  of the peer's, a core that can still send says so (``finishing``): the streams opened
+  before it may still be answered (RFC 9113 6.8).
 
 What h2 leaves to its user and this module adds:
 
@@ -139,12 +141,16 @@ class WindowOpened:
 
 
 class Closed:
-    __slots__ = ("by_peer", "code", "reason")
+    __slots__ = ("by_peer", "code", "finishing", "reason")
 
-    def __init__(self, code: int, by_peer: bool, reason: str) -> None:
+    def __init__(self, code: int, by_peer: bool, reason: str, finishing: bool = False) -> None:
         self.code = code
         self.by_peer = by_peer
         self.reason = reason
+        #: the peer's graceful GOAWAY, and the core can still answer the streams it opened
+        #: before it (RFC 9113 6.8): no new stream is taken, those finish (ngh2 only: h2
+        #: sends nothing after a GOAWAY it received)
+        self.finishing = finishing
 
 
 class FrameSeen:

@@ -43,7 +43,9 @@ What nghttp2 does differently, and how this seam makes it answer as the h2 one d
   window is charged only then: :meth:`window` takes what is queued off.
 * **A graceful GOAWAY** (NO_ERROR) is written by this seam, not submitted to nghttp2,
   which would then drop newer streams silently: as with h2, they reach the engine, which
-  refuses them, while the streams in flight finish.
+  refuses them, while the streams in flight finish. The peer's graceful GOAWAY lets the
+  streams it opened before it finish too (``Closed.finishing``): nghttp2 still sends on
+  them (h2 does not).
 * **Cookies** split over several fields (RFC 9113 8.2.3) are joined with ``"; "``, last,
   as h2 does.
 * **Two MUSTs nghttp2 lets through**, kept by reading the frame headers on their way in
@@ -273,9 +275,10 @@ class Ngh2Connection:
                 events.append(WindowOpened(event.stream_id))
             elif kind is _TRAILERS:
                 events.append(DataIn(event.stream_id, b"", 0, True))  # none kept
-            elif kind is _GOAWAY:
+            elif kind is _GOAWAY:  # (nghttp2 still sends on the streams opened before it)
                 self.closed = True
-                events.append(Closed(int(event.error_code), True, "GOAWAY from the peer"))
+                code = int(event.error_code)
+                events.append(Closed(code, True, "GOAWAY from the peer", finishing=not code))
             elif kind is _OVER:
                 if not self.closed:  # nghttp2 ended it: its GOAWAY went out
                     self.closed = True
