@@ -514,11 +514,15 @@ def test_the_core_is_chosen_by_the_environment(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ValueError, match="THREADLOOM_H2_CORE"):
         new_connection(H2Limits())
     monkeypatch.delenv(http2.CORE_ENV)
+    if http2.ngh2_installed():  # (the http2-fast extra, as here under `make`)
+        assert type(new_connection(H2Limits())).__name__ == "Ngh2Connection"
     monkeypatch.setattr(http2, "ngh2_installed", lambda: False)
     assert http2.core_name() == "h2"  # the default without ngh2
     assert type(new_connection(H2Limits())) is H2Connection
     monkeypatch.setattr(http2, "ngh2_installed", lambda: True)
-    assert http2.core_name() == "h2"  # and with it: ngh2 is opted into
+    assert http2.core_name() == "ngh2"  # the default where it is installed
+    monkeypatch.setenv(http2.CORE_ENV, "h2")
+    assert http2.core_name() == "h2"  # and h2 forced there
     monkeypatch.setenv(http2.CORE_ENV, "ngh2")
     monkeypatch.setitem(sys.modules, "threadloom.protocols.http2.ngh2_connection", None)
     with pytest.raises(ImportError, match="http2-fast"):  # asked for, not installed
