@@ -26,11 +26,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Property tests draw from a seed printed first: `HYPOTHESIS_SEED=N make test` replays a run.
-# Then the whole suite again with the C paths off (as without a C compiler), but for what
-# never reaches them: Autobahn, whose minutes go to WebSocket frames (the handshake, its one
-# C-backed step, is in tests/ws, which both passes run), the guards' own tests (no HTTP), and
-# HTTP/2's frame-level conformance and attack suites (frames only: C parses HTTP/1.1); the
-# rest of tests/http2 runs on the default core only there (THREADLOOM_H2_CORE=h2).
+# The first pass runs every HTTP/2 test under both cores, h2 and ngh2 (the default, installed
+# here by the http2-fast extra), the frame-level conformance and attack suites included.
+# Then the whole suite again as on a machine without a C compiler: threadloom's C paths off
+# and the pure-Python h2 core (THREADLOOM_H2_CORE=h2), but for what never reaches the C:
+# Autobahn, whose minutes go to WebSocket frames (the handshake, its one C-backed step, is in
+# tests/ws, which both passes run), the guards' own tests (no HTTP), and HTTP/2's
+# conformance and attack suites (frames only, C parses HTTP/1.1: the first pass ran them
+# under h2 already).
 unit: $(STAMP)
 	@seed=$${HYPOTHESIS_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
 	echo "hypothesis seed: $$seed (HYPOTHESIS_SEED=$$seed make test draws the same inputs)"; \

@@ -5,8 +5,9 @@
 #
 # h2load -c 64 -m 10 (64 connections, 10 streams in flight on each), cleartext by prior
 # knowledge; the server on CPU 0, h2load on CPU 1; the servers alternate within each round and
-# the table shows each one's median req/s and its ratio to threadloom's (default core, h2;
-# the -ngh2 rows run the opt-in core, THREADLOOM_H2_CORE=ngh2). Peers come from
+# the table shows each one's median req/s and its ratio to threadloom's (the h2 core, forced
+# with THREADLOOM_H2_CORE=h2; the -ngh2 rows run ngh2, the default where it is installed,
+# named all the same). Peers come from
 # benchmarks/.peers-venv (benchmarks/install_peers.sh): granian --http 2, hypercorn (h2),
 # gunicorn --http-protocols h2 --http2-cleartext prior-knowledge (gthread, 4 threads),
 # uvicorn --http zttp --http2. A peer that will not start is reported, not fatal.
@@ -41,8 +42,8 @@ EOF
 
 port=18620
 declare -A cmd=(
-  [threadloom-pool-wsgi]="$tl serve hello_wsgi:app --model pool --threads 4 --no-access-log --bind 127.0.0.1:$port"
-  [threadloom-asyncio-asgi]="$tl serve hello_asgi:app --model asyncio --no-access-log --bind 127.0.0.1:$port"
+  [threadloom-pool-wsgi]="env THREADLOOM_H2_CORE=h2 $tl serve hello_wsgi:app --model pool --threads 4 --no-access-log --bind 127.0.0.1:$port"
+  [threadloom-asyncio-asgi]="env THREADLOOM_H2_CORE=h2 $tl serve hello_asgi:app --model asyncio --no-access-log --bind 127.0.0.1:$port"
   [threadloom-pool-wsgi-ngh2]="env THREADLOOM_H2_CORE=ngh2 $tl serve hello_wsgi:app --model pool --threads 4 --no-access-log --bind 127.0.0.1:$port"
   [threadloom-asyncio-asgi-ngh2]="env THREADLOOM_H2_CORE=ngh2 $tl serve hello_asgi:app --model asyncio --no-access-log --bind 127.0.0.1:$port"
   [granian-wsgi]="$peers/granian --interface wsgi --http 2 --no-ws --blocking-threads 4 --host 127.0.0.1 --port $port hello_wsgi:app"

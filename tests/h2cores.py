@@ -3,7 +3,10 @@ is installed (the ``http2-fast`` extra).
 
 A module (or a conftest) that imports :func:`each_h2_core` gets every test once per core; with
 ``THREADLOOM_H2_CORE`` set in the environment, only under that one. The core is read per
-connection, so an in-process server made inside the test uses it.
+connection, so an in-process server made inside the test, or shared by the module's tests,
+uses it. A server *process* takes the environment it starts with: a module whose tests
+share one defines a module-scoped ``each_h2_core`` over :func:`core_params` instead (see
+``tests/http2/test_attacks.py``), so that its tests run under one core, then the next.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import pytest
 from threadloom.protocols.http2 import CORE_ENV, CORES, ngh2_installed
 
 
-def _params() -> list[object]:
+def core_params() -> list[object]:
+    """The cores to run under, as ``pytest.param`` (ngh2 skipped where not installed)."""
     chosen = os.environ.get(CORE_ENV, "").strip().lower()
     names = [chosen] if chosen else list(CORES)
     return [
@@ -32,15 +36,8 @@ def _params() -> list[object]:
     ]
 
 
-@pytest.fixture(params=_params(), autouse=True)
+@pytest.fixture(params=core_params(), autouse=True)
 def each_h2_core(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The HTTP/2 core this run of the test uses."""
     monkeypatch.setenv(CORE_ENV, request.param)
     yield request.param
-
-
-def only_h2(monkeypatch: pytest.MonkeyPatch) -> str:
-    """For modules that pin h2's answers (the default core's): their own autouse
-    ``each_h2_core`` fixture returns this, overriding tests/http2/conftest.py's."""
-    monkeypatch.setenv(CORE_ENV, "h2")
-    return "h2"

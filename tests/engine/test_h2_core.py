@@ -12,9 +12,10 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import hpack
 import pytest
 from h2.errors import ErrorCodes
-from hyperframe.frame import PingFrame, RstStreamFrame
+from hyperframe.frame import HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame
 
 from tests.h2cores import each_h2_core  # noqa: F401 (a fixture: each test once per core)
 from threadloom.config import Config
@@ -22,7 +23,7 @@ from threadloom.engine import h2_core
 from threadloom.engine.h2_core import H2Core
 from threadloom.engine.http1_core import DISPATCH_BODY_BYTES, HTTPSettings
 from threadloom.interfaces.wsgi import WSGIRunner
-from threadloom.protocols.http2 import response_headers
+from threadloom.protocols.http2 import PREFACE, core_name, response_headers
 
 KEEP_ALIVE, IO = 5.0, 30.0
 T0 = 1000.0
@@ -228,6 +229,41 @@ def test_streams_past_the_limit_are_refused_until_one_is_done() -> None:
     assert len(core.take_ready()) == 1  # a place was freed
 
 
+def test_refusals_past_the_limit_count_against_the_reset_budget() -> None:
+    """CVE-2019-9514 (reset flood): a client that holds the streams it may open and opens
+    more, over and over, is refused each time (REFUSED_STREAM), and each refusal counts
+    against RESETS_MAX: within it the connection lives, past it GOAWAY ENHANCE_YOUR_CALM."""
+    core = H2Core(settings(h2_max_streams=1), T0)
+    encoder = hpack.Encoder()
+    fields = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "t")]
+
+    def opens(stream_id: int, end: bool = True) -> bytes:
+        frame = HeadersFrame(stream_id, encoder.encode(fields), flags=["END_HEADERS"])
+        if end:
+            frame.flags.add("END_STREAM")
+        return frame.serialize()
+
+    assert core.feed(PREFACE + SettingsFrame(0).serialize() + opens(1, end=False), T0)
+    refused = [opens(3 + 2 * n) for n in range(h2_core.RESETS_MAX + 1)]
+    for frame in refused[:-1]:  # one a read: the library's own limit is twice ours
+        assert core.feed(frame, T0)
+    assert _errors(core.output()) == [(0x3, ErrorCodes.REFUSED_STREAM)] * h2_core.RESETS_MAX
+    assert not core.feed(refused[-1], T0)
+    assert (0x7, ErrorCodes.ENHANCE_YOUR_CALM) in _errors(core.output())
+
+
+def _errors(out: bytes) -> list[tuple[int, int]]:
+    """The (frame type, error code) of each RST_STREAM (0x3) and GOAWAY (0x7) in ``out``."""
+    found = []
+    while len(out) >= 9:
+        size, kind = int.from_bytes(out[:3], "big"), out[3]
+        if kind in (0x3, 0x7):  # the code follows the last stream id in a GOAWAY
+            at = 13 if kind == 0x7 else 9
+            found.append((kind, int.from_bytes(out[at : at + 4], "big")))
+        out = out[9 + size :]
+    return found
+
+
 def test_a_reset_stream_still_running_keeps_its_place(core: H2Core) -> None:
     """A reset does not free the place of an exchange still running: resets cannot make
     work pile up beyond the stream limit (the answer to rapid reset, besides the budget)."""
@@ -265,6 +301,26 @@ def test_going_away_refuses_new_streams_and_lets_the_others_finish(core: H2Core)
     assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == first for e in events)
     assert any(isinstance(e, h2.events.StreamReset) and e.stream_id == late for e in events)
     assert core.done
+
+
+def test_a_peers_goaway_lets_its_streams_finish_where_the_core_can(core: H2Core) -> None:
+    """RFC 9113 6.8: after a client's graceful GOAWAY, the stream it opened before it may
+    still be answered, and the connection closes once that is done. ngh2 can; h2 sends
+    nothing after a GOAWAY it received, so there the stream is given up at once."""
+    peer = Peer(core)
+    peer.get()
+    peer.h2.close_connection()
+    alive = peer.send()
+    ready = core.take_ready()
+    if core_name() == "h2":
+        assert not alive and not ready and core.done
+        return
+    assert alive and not core.done
+    (stream,) = ready
+    assert core.respond(stream, response_headers(200, [], 2), b"ok", True, T0)
+    core.finish(stream, 200, 2, 0.0, T0)
+    assert b"ok" in core.output()
+    assert core.done  # (the driver closes the connection)
 
 
 def test_window_updates_of_a_big_download_are_not_a_flood(core: H2Core) -> None:

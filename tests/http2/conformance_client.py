@@ -325,6 +325,36 @@ class FrameClient:
         assert frame.error_code in codes, f"{describe(frame)}, expected {_names(codes)}"
         return frame
 
+    def expect_error(self, stream_id: int | None, *codes: int, discard: bool = False) -> str:
+        """An error RFC 9113 lets an endpoint signal either way: a stream error, RST_STREAM
+        on ``stream_id`` with one of ``codes`` (None: no stream error is due), or a
+        connection error, GOAWAY with one of ``codes`` and then the close (5.4.1: "an
+        endpoint MAY choose to treat a stream error as a connection error"); with
+        ``discard``, also nothing at all (5.1: frames on a closed stream may be discarded),
+        which a PING sent after the frames and answered with nothing before it shows.
+        Returns ``"stream"``, ``"connection"`` or ``"discarded"``; after a stream error or
+        a discard the caller checks the connection still serves."""
+        opaque = os.urandom(8)
+        if discard:
+            self.send(PingFrame(0, opaque))
+        expected = _names(codes)
+        while True:
+            frame = self.read_frame()
+            if frame is None:
+                raise AssertionError(f"closed without a GOAWAY (expected {expected})")
+            if isinstance(frame, GoAwayFrame):
+                assert frame.error_code in codes, f"GOAWAY {describe(frame)}, expected {expected}"
+                self.expect_closed()
+                return "connection"
+            if isinstance(frame, RstStreamFrame):
+                assert stream_id is not None and frame.stream_id == stream_id, (
+                    f"{describe(frame)} where a connection error ({expected}) is due"
+                )
+                assert frame.error_code in codes, f"{describe(frame)}, expected {expected}"
+                return "stream"
+            if discard and isinstance(frame, PingFrame) and frame.opaque_data == opaque:
+                return "discarded"  # (the answer to our PING: nothing came before it)
+
     def expect_closed(self) -> None:
         """The server closes the connection (whatever it sends first)."""
         while self.read_frame() is not None:

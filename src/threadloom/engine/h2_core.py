@@ -130,7 +130,7 @@ class H2Core:
         self.idle_since = now  # no stream open since then
         self.stalled_since: float | None = None  # output waiting for a window since then
         self.window_start = now
-        self.window_resets = 0
+        self.window_resets = 0  # streams the peer reset, and refusals past the limit
         self.control_seen = 0  # the connection's control_frames at the window's start
         self.provoked_seen = 0  # and its provoked_resets
         self.ending = False  # GOAWAY sent or received: no new stream will be served
@@ -164,10 +164,15 @@ class H2Core:
             elif kind is Reset:
                 self._reset(event.stream_id, event.by_peer)  # type: ignore[union-attr]
             elif kind is Closed:
-                # Either way nothing more can be sent (h2 closes on a GOAWAY it received
-                # too): every stream is given up, so that its app's writes fail quietly.
                 self.ending = True
                 self.why = event.reason  # type: ignore[union-attr]
+                if event.finishing:  # type: ignore[union-attr]
+                    # the peer's graceful GOAWAY, and the core can still answer the streams
+                    # opened before it (RFC 9113 6.8): those finish, newer ones are refused,
+                    # and the connection closes once they are done (``done``)
+                    continue
+                # Otherwise nothing more can be sent (h2 closes on a GOAWAY it received
+                # too): every stream is given up, so that its app's writes fail quietly.
                 if not event.by_peer:  # type: ignore[union-attr]
                     log.info("HTTP/2 connection error from %s: %s", self.addr, self.why)
                 self._lose_all()
@@ -175,9 +180,8 @@ class H2Core:
         return self._within_budgets(now)
 
     def _opened(self, event: Opened, now: float) -> None:
-        if self.ending:
-            self.conn.reset(event.stream_id, ErrorCodes.REFUSED_STREAM)
-            self.conn.done(event.stream_id)
+        if self.ending or len(self.streams) >= self.settings.h2_max_streams:
+            self._refuse(event.stream_id)
             return
         stream = H2Stream(event.stream_id, event.request)
         stream.began = now
@@ -185,6 +189,17 @@ class H2Core:
         if event.ended:
             stream.request.body.complete = True
         self._maybe_ready(stream)
+
+    def _refuse(self, stream_id: int) -> None:
+        """A stream opened past ``--h2-max-streams`` (a stream holds its place until its
+        exchange ends, reset or not), or after a GOAWAY: RST_STREAM REFUSED_STREAM before any
+        work, which a client may retry (RFC 9113 5.1.2, 8.7). Past the limit the refusal is
+        a reset the peer's frames caused, counted against RESETS_MAX: a reset flood
+        (CVE-2019-9514) opens streams past the limit over and over. Not when the peer has
+        reset the stream itself in the same bytes (rapid reset): its reset is counted."""
+        if not self.ending and self.conn.stream_open(stream_id):
+            self.window_resets += 1
+        self.conn.reset(stream_id, ErrorCodes.REFUSED_STREAM)
 
     def _data_in(self, event: DataIn, now: float) -> None:
         stream = self.streams.get(event.stream_id)
@@ -421,7 +436,6 @@ class H2Core:
             if stream.unacked:  # body the app never read: the connection's window back
                 self.conn.consumed(stream.id, stream.unacked)
                 stream.unacked = 0
-            self.conn.done(stream.id)
             self.sending.pop(stream.id, None)
         if not self.streams:
             self.idle_since = self.now

@@ -5,8 +5,9 @@ HPACK, stream states and flow-control arithmetic are a library's, behind a seam 
 (BENCHMARKS.md, "Choosing the HTTP/2 core"): ``connection`` on ``h2`` (pure Python, always
 installed) and ``ngh2_connection`` on ``ngh2`` (libnghttp2; the ``http2-fast`` extra).
 Both turn their library's events into :class:`~threadloom.protocols.http1.Request` objects
-the interfaces already know and add the rules the library leaves to its user (the stream
-limit answered with ``REFUSED_STREAM``, every frame a peer makes us reset, ...);
+the interfaces already know and add the rules the library leaves to its user (every frame
+a peer makes us reset counted, a GOAWAY where the library would send none, ...); the rules
+both need, such as the stream limit answered with ``REFUSED_STREAM``, are the engine's;
 :func:`new_connection` picks one: ``THREADLOOM_H2_CORE=h2|ngh2``, by default ngh2 where it
 is installed, else h2. ``response`` builds a response's header list.
 """
@@ -42,7 +43,6 @@ class H2Seam(Protocol):
     limits: H2Limits
     control_frames: int
     provoked_resets: int
-    open_streams: int
     closed: bool
 
     def receive(self, data: bytes) -> list[Event]: ...
@@ -54,7 +54,6 @@ class H2Seam(Protocol):
     def send_data(self, stream_id: int, data: bytes | memoryview, end: bool) -> None: ...
     def end(self, stream_id: int) -> None: ...
     def reset(self, stream_id: int, code: int) -> None: ...
-    def done(self, stream_id: int) -> None: ...
     def consumed(self, stream_id: int, flow: int) -> None: ...
     def going_away(self, code: int = ...) -> None: ...
     def stream_open(self, stream_id: int) -> bool: ...
@@ -71,16 +70,17 @@ def ngh2_installed() -> bool:
 
 
 def core_name() -> str:
-    """The core new connections get: ``THREADLOOM_H2_CORE`` if set, else ``h2``.
+    """The core new connections get: ``THREADLOOM_H2_CORE`` (``h2`` or ``ngh2``) if set,
+    else ``ngh2`` where it is installed (the ``http2-fast`` extra), else ``h2``.
 
-    ``ngh2`` (the ``http2-fast`` extra) is 2.5-3.4x faster end to end (BENCHMARKS.md) and
-    passes the engine's, the seam's and the behaviour tests, but not yet the frame-level
-    conformance and attack suites as written (it answers several cases differently, some
-    more as RFC 9113 asks: a malformed request is a stream error there), and it is a young
-    binding (0.3, alpha): opt in with ``THREADLOOM_H2_CORE=ngh2``."""
+    ngh2 is 2.5-3.4x faster end to end (BENCHMARKS.md); both pass the same tests, the
+    frame-level conformance and attack suites included, which judge each core by RFC 9113
+    (RELIABILITY.md): where the RFC allows either, ngh2 answers a malformed request with a
+    stream error and h2 with a connection error. ``THREADLOOM_H2_CORE=h2`` keeps the pure
+    Python core where ngh2 is installed."""
     name = os.environ.get(CORE_ENV, "").strip().lower()
     if not name:
-        return "h2"
+        return "ngh2" if ngh2_installed() else "h2"
     if name not in CORES:
         raise ValueError(f"{CORE_ENV}={name!r}: the HTTP/2 core is one of {', '.join(CORES)}")
     return name

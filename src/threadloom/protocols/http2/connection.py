@@ -14,13 +14,15 @@ Theory of operation
   the stream's state: ``by_peer`` is False then);
 * :class:`WindowOpened` -- the peer opened a window (stream 0: the connection's);
 * :class:`Closed` -- the connection is over: the peer's GOAWAY, or a connection error of
-  the peer's, for which a GOAWAY with ``code`` is already queued.
+  the peer's, for which a GOAWAY with ``code`` is already queued. After a graceful GOAWAY
+  of the peer's, a core that can still send says so (``finishing``): the streams opened
+  before it may still be answered (RFC 9113 6.8).
 
 What h2 leaves to its user and this module adds:
 
-* The stream limit. We advertise ``max_streams``; a client that opens more gets
-  ``REFUSED_STREAM`` for each extra stream (RFC 9113 5.1.2 allows it, and a client may
-  retry), and one that opens twice as many is a connection error.
+* The stream limit. We advertise ``max_streams``; h2 enforces twice as many, past which
+  a new stream is a connection error. Between the two the engine refuses each extra
+  stream with ``REFUSED_STREAM`` (RFC 9113 5.1.2 allows it, and a client may retry).
 * :attr:`H2Connection.control_frames`: how many frames that carry no request data the peer
   has sent (PING, SETTINGS, PRIORITY, RST_STREAM, WINDOW_UPDATE, unknown types, empty DATA),
   and :attr:`H2Connection.provoked_resets`: how many RST_STREAMs its frames made us send.
@@ -139,12 +141,16 @@ class WindowOpened:
 
 
 class Closed:
-    __slots__ = ("by_peer", "code", "reason")
+    __slots__ = ("by_peer", "code", "finishing", "reason")
 
-    def __init__(self, code: int, by_peer: bool, reason: str) -> None:
+    def __init__(self, code: int, by_peer: bool, reason: str, finishing: bool = False) -> None:
         self.code = code
         self.by_peer = by_peer
         self.reason = reason
+        #: the peer's graceful GOAWAY, and the core can still answer the streams it opened
+        #: before it (RFC 9113 6.8): no new stream is taken, those finish (ngh2 only: h2
+        #: sends nothing after a GOAWAY it received)
+        self.finishing = finishing
 
 
 class FrameSeen:
@@ -241,9 +247,6 @@ class H2Connection:
         self.provoked_resets = 0
         #: WINDOW_UPDATEs the peer may send for our DATA frames without being counted
         self.window_credit = 0
-        #: streams given to the engine and not yet given back (done()): a reset stream whose
-        #: exchange still runs keeps its place, so resets cannot make work pile up
-        self.open_streams = 0
         self.closed = False
         #: the connection's first bytes, until the frame after the preface is known
         self.opening: bytes | None = b""
@@ -319,22 +322,14 @@ class H2Connection:
 
     def _opened(self, event: Any, events: list[Event]) -> None:
         stream_id = event.stream_id
-        if self.open_streams >= self.limits.max_streams:
-            # The events of one receive() come after all its frames: a later frame in the
-            # same bytes may have closed the stream already (the peer's RST_STREAM: rapid
-            # reset; or one h2 answered with a reset, counted then), and reset_stream()
-            # would raise. A refusal is a reset the peer's frames caused: counted as one
-            # (reset flood, CVE-2019-9514: streams opened past the limit, over and over).
-            if self.stream_open(stream_id):
-                self.provoked_resets += 1
-                self.core.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
-            return
         request = request_from_fields(event.headers)
         if request is None:  # (h2 refuses such host fields before this: never, in practice)
-            self.provoked_resets += 1
-            self.core.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            # The events of one receive() come after all its frames: a later frame in the
+            # same bytes may have closed the stream already, and reset_stream() would raise.
+            if self.stream_open(stream_id):
+                self.provoked_resets += 1
+                self.core.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
-        self.open_streams += 1
         events.append(Opened(stream_id, request, event.stream_ended is not None))
 
     # -- bytes out -------------------------------------------------------------------------
@@ -380,10 +375,6 @@ class H2Connection:
             pass  # the peer reset it first
         except h2.exceptions.ProtocolError:
             pass  # the connection is over: nothing more goes out
-
-    def done(self, stream_id: int) -> None:
-        """The engine is finished with a stream it was given (answered or reset)."""
-        self.open_streams -= 1
 
     def consumed(self, stream_id: int, flow: int) -> None:
         """The app took ``flow`` body bytes: the peer may send as many more."""

@@ -12,11 +12,14 @@ events exactly, so :mod:`threadloom.engine.h2_core` drives either one;
 
 What nghttp2 does differently, and how this seam makes it answer as the h2 one does
 -------------------------------------------------------------------------------------
-* **The stream limit.** nghttp2 enforces the ``MAX_CONCURRENT_STREAMS`` it sends as a
-  connection error (GOAWAY PROTOCOL_ERROR). So it is given twice our limit, and the
-  SETTINGS frame it would send is replaced by ours with the real one: between the two we
-  answer ``REFUSED_STREAM`` (a stream error a client may retry), past twice it is
-  nghttp2's connection error, as with h2.
+* **The stream limit.** nghttp2 enforces the ``MAX_CONCURRENT_STREAMS`` it sends itself:
+  as a connection error (GOAWAY PROTOCOL_ERROR) once the peer has acknowledged it, and
+  before that by refusing streams (RST_STREAM REFUSED_STREAM) with no event to say so, so
+  that nobody would count those resets (a reset flood from a client that never
+  acknowledges, CVE-2019-9514). So it is given no limit, and the SETTINGS frame it would
+  send is replaced by ours with the real one: every stream reaches the engine, which
+  refuses those past the limit (``REFUSED_STREAM``, a stream error a client may retry)
+  and counts each against its reset budget.
 * **Its own resets.** A malformed request (RFC 9113 8.1.1), or ``content-length`` that
   disagrees with the DATA, is a stream error here (RST_STREAM PROTOCOL_ERROR: h2 makes it
   a connection error). nghttp2 reports such a stream only as closed with an error code,
@@ -40,18 +43,29 @@ What nghttp2 does differently, and how this seam makes it answer as the h2 one d
   window is charged only then: :meth:`window` takes what is queued off.
 * **A graceful GOAWAY** (NO_ERROR) is written by this seam, not submitted to nghttp2,
   which would then drop newer streams silently: as with h2, they reach the engine, which
-  refuses them, while the streams in flight finish.
+  refuses them, while the streams in flight finish. The peer's graceful GOAWAY lets the
+  streams it opened before it finish too (``Closed.finishing``): nghttp2 still sends on
+  them (h2 does not).
 * **Cookies** split over several fields (RFC 9113 8.2.3) are joined with ``"; "``, last,
   as h2 does.
+* **Two MUSTs nghttp2 lets through**, kept by reading the frame headers on their way in
+  (:meth:`_scan`, a few operations a frame; payloads are skipped): a PRIORITY frame on
+  stream 0 is a connection error PROTOCOL_ERROR (RFC 9113 6.3; nghttp2 ignores PRIORITY
+  frames), and so is a HEADERS frame on a stream id the peer skipped (5.1.1: a new
+  stream's id must be above every one before it; nghttp2 ignores HEADERS on any stream id
+  it no longer knows, which 5.1 allows for a stream that was open once, not for one that
+  never was). The frames before the offending one are processed, nothing after it.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import ngh2
 
 from threadloom.protocols.http2.connection import (
+    PREFACE,
     WINDOW_UPDATE_USEFUL,
     Closed,
     DataIn,
@@ -81,6 +95,11 @@ _SETTINGS = ngh2.SettingsReceived
 _GOAWAY = ngh2.GoAwayReceived
 _OVER = ngh2.ConnectionClosed
 _INITIAL_WINDOW = int(ngh2.Setting.INITIAL_WINDOW_SIZE)
+
+#: a frame header: length and type, flags, stream id (RFC 9113 4.1)
+_HEADER = struct.Struct(">IBI")
+#: the ranges of stream ids the peer skipped that are remembered (the oldest go first)
+_SKIPPED_KEPT = 32
 
 #: nghttp2's rapid-reset bucket, out of reach of one read: the engine's budget answers.
 _RESETS = (1 << 32, 1 << 32)
@@ -120,22 +139,27 @@ class Ngh2Connection:
         if limits.connect_protocol:
             advertised[ngh2.Setting.ENABLE_CONNECT_PROTOCOL] = 1
         enforced = dict(advertised)
-        enforced[ngh2.Setting.MAX_CONCURRENT_STREAMS] = 2 * limits.max_streams
+        del enforced[ngh2.Setting.MAX_CONCURRENT_STREAMS]  # (the engine's: see above)
         core.initiate_connection(enforced)
-        core.data_to_send()  # nghttp2's SETTINGS, with twice the limit: ours goes instead
+        core.data_to_send()  # nghttp2's SETTINGS, without the limit: ours goes instead
         #: bytes to write ahead of what nghttp2 has queued since
         self._out = _frame(4, ngh2.pack_settings_payload(advertised))
         #: frames carrying no request data the peer sent, and resets its frames caused
         self.control_frames = 0
         self.window_credit = 0  # WINDOW_UPDATEs due for our DATA frames: not counted
         self.provoked_resets = 0
-        #: streams given to the engine and not yet given back (done())
-        self.open_streams = 0
         self.closed = False  # a GOAWAY went either way
         self._dead = False  # ngh2 raised: the session writes nothing more
         self._last = 0  # the highest stream id the peer opened
         #: streams nghttp2 holds open: their _GIVEN/_OURS/_PEER flags
         self._streams: dict[int, int] = {}
+        #: the frame scan (_scan): octets of the current frame (first, the preface) still
+        #: to come, the start of a frame header the last read cut, the stream id the peer's
+        #: next new stream would have in order, and the ranges of ids it skipped
+        self._skip = len(PREFACE)
+        self._head = b""
+        self._next = 1
+        self._skipped: list[tuple[int, int]] = []
 
     # -- bytes in ------------------------------------------------------------------------
 
@@ -143,6 +167,75 @@ class Ngh2Connection:
         """Feed bytes from the peer; the events they make (as H2Connection's)."""
         if self._dead:
             return []
+        stop = self._scan(data)
+        if stop is None:
+            return self._receive(data)
+        at, reason = stop
+        events = self._receive(data[:at]) if at else []
+        if not self.closed:
+            events.append(self._connection_error(reason))
+        return events
+
+    def _scan(self, data: bytes) -> tuple[int, str] | None:
+        """Read the frame headers in ``data`` (see the module docstring): where the first
+        frame nghttp2 would let through wrongly starts (0 if it began in an earlier read)
+        and why it is a connection error, or None."""
+        size = len(data)
+        at = self._skip
+        if self._head:  # a frame header the last read cut
+            cut = self._head
+            need = 9 - len(cut)
+            if size < need:
+                self._head = cut + data
+                return None
+            self._head = b""
+            word, _, stream_id = _HEADER.unpack(cut + data[:need])
+            at = need + (word >> 8)
+            if (word & 0xFF) in (1, 2) and (why := self._check(word & 0xFF, stream_id)):
+                return 0, why
+        unpack = _HEADER.unpack_from
+        while at + 9 <= size:
+            word, _, stream_id = unpack(data, at)
+            kind = word & 0xFF
+            if kind == 1 and stream_id == self._next:
+                self._next += 2  # a new stream, the next in order: the usual case
+            elif kind in (1, 2) and (why := self._check(kind, stream_id)):
+                return at, why
+            at += 9 + (word >> 8)
+        if at < size:
+            self._head, self._skip = data[at:], 0
+        else:
+            self._skip = at - size
+        return None
+
+    def _check(self, kind: int, stream_id: int) -> str:
+        """A HEADERS (``kind`` 1) or PRIORITY (2) frame's stream id: why it is a connection
+        error, or ``""``; the ids skipped are kept (the newest ``_SKIPPED_KEPT`` ranges)."""
+        stream_id &= 0x7FFFFFFF
+        if kind == 2:
+            return "" if stream_id else "PRIORITY on stream 0 (RFC 9113 6.3)"
+        if stream_id >= self._next:
+            if stream_id & 1:  # (an even one is nghttp2's connection error)
+                if stream_id > self._next:
+                    self._skipped.append((self._next, stream_id - 2))
+                    del self._skipped[:-_SKIPPED_KEPT]
+                self._next = stream_id + 2
+        elif any(first <= stream_id <= last for first, last in self._skipped):
+            return f"HEADERS on stream {stream_id}, which the peer skipped (RFC 9113 5.1.1)"
+        return ""
+
+    def _connection_error(self, reason: str) -> Closed:
+        """A connection error of the peer's that nghttp2 lets through (:meth:`_scan`):
+        GOAWAY PROTOCOL_ERROR after what nghttp2 has queued; nothing more is read or sent."""
+        try:
+            self._out += self.core.data_to_send()
+        except ngh2.NGH2Error:
+            pass
+        self._dead = self.closed = True
+        self._out += _goaway(self._last, ErrorCodes.PROTOCOL_ERROR)
+        return Closed(int(ErrorCodes.PROTOCOL_ERROR), False, reason)
+
+    def _receive(self, data: bytes) -> list[Event]:
         core = self.core
         try:
             core.receive_data(data)
@@ -182,9 +275,10 @@ class Ngh2Connection:
                 events.append(WindowOpened(event.stream_id))
             elif kind is _TRAILERS:
                 events.append(DataIn(event.stream_id, b"", 0, True))  # none kept
-            elif kind is _GOAWAY:
+            elif kind is _GOAWAY:  # (nghttp2 still sends on the streams opened before it)
                 self.closed = True
-                events.append(Closed(int(event.error_code), True, "GOAWAY from the peer"))
+                code = int(event.error_code)
+                events.append(Closed(code, True, "GOAWAY from the peer", finishing=not code))
             elif kind is _OVER:
                 if not self.closed:  # nghttp2 ended it: its GOAWAY went out
                     self.closed = True
@@ -199,16 +293,12 @@ class Ngh2Connection:
     def _opened(self, event: Any, events: list[Event]) -> None:
         stream_id = event.stream_id
         self._last = stream_id
-        if self.open_streams >= self.limits.max_streams:
-            self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
-            return
         request = request_from_fields(event.headers)
         if request is None:  # host disagrees with :authority: malformed (RFC 9113 8.3.1)
             self.provoked_resets += 1
             self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
         self._streams[stream_id] = _GIVEN
-        self.open_streams += 1
         events.append(Opened(stream_id, request, event.end_stream))
 
     def _refuse(self, stream_id: int, code: int) -> None:
@@ -308,10 +398,6 @@ class Ngh2Connection:
             self.core.reset_stream(stream_id, code)
         except ngh2.NGH2Error:
             pass  # the connection is over: nothing more goes out
-
-    def done(self, stream_id: int) -> None:
-        """The engine is finished with a stream it was given (answered or reset)."""
-        self.open_streams -= 1
 
     def consumed(self, stream_id: int, flow: int) -> None:
         """The app took ``flow`` body bytes: the peer may send as many more."""
