@@ -101,7 +101,7 @@ class H2Session:
     def flush(self) -> Want:
         with self.lock:
             try:
-                done = self.outbox.flush()
+                done = self.outbox.flush_all()
             except OSError:
                 self.outbox.clear()
                 done = True
@@ -113,13 +113,13 @@ class H2Session:
 
     def deadline(self) -> float | None:
         with self.lock:
-            if self.outbox.waiting:
-                return self.outbox.deadline()
+            if self.outbox.unsent:
+                return self.outbox.unsent_deadline()
             return self.core.deadline()
 
     def expire(self) -> Want:
         with self.lock:
-            if self.outbox.waiting:
+            if self.outbox.unsent:
                 log.info("%s reads its responses too slowly (--min-send-rate): dropped", self.addr)
                 STATS.slow_reader()
                 self.outbox.clear()
@@ -145,7 +145,7 @@ class H2Session:
 
     @property
     def idle(self) -> bool:
-        return self.core.idle and not self.outbox.waiting
+        return self.core.idle and not self.outbox.unsent
 
     def going_away(self) -> None:
         """The server is stopping: GOAWAY now; the streams in flight finish."""
@@ -165,7 +165,7 @@ class H2Session:
 
     def _want(self) -> Want:
         with self.lock:
-            if self.outbox.waiting and not self.lost:
+            if self.outbox.unsent and not self.lost:
                 return WRITE
             if self.lost or self.core.done:
                 return CLOSE
@@ -296,7 +296,7 @@ class H2Session:
     def hand_over(self) -> None:
         """After a worker wrote: what the socket did not take goes to the owner (pool), or
         this thread waits for the socket (models without an I/O thread)."""
-        if not self.outbox.waiting:
+        if not self.outbox.unsent:
             return
         runner = self.settings.exchanges
         if runner is not None and runner.flush_later(self.raw):
@@ -307,16 +307,16 @@ class H2Session:
         """Wait until the outbox is empty, flushing as the socket takes more."""
         while True:
             with self.lock:
-                if self.lost or not self.outbox.waiting:
+                if self.lost or not self.outbox.unsent:
                     return
                 try:
-                    if self.outbox.flush():
+                    if self.outbox.flush_all():
                         return
                 except OSError:
                     self.outbox.clear()
                     self.lost = True
                     return
-                left = self.outbox.deadline() - time.monotonic()
+                left = self.outbox.unsent_deadline() - time.monotonic()
             if left <= 0 or not wait_writable(self.raw, left):
                 self._drop()
                 return

@@ -38,7 +38,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import IO
+from typing import IO, Any
 
 from threadloom import portable
 from threadloom.engine.sockio import wait_writable
@@ -143,12 +143,15 @@ class Outbox:
     """A connection's unsent response bytes (see the module docstring). Used by one thread
     at a time: whichever owns the connection."""
 
-    __slots__ = ("budget", "kernel_copies", "parts", "send_some", "sock", "waiting")
+    __slots__ = ("budget", "kernel_copies", "parts", "sealed", "send_some", "sock", "waiting")
 
     def __init__(self, sock: socket.socket, grace: float, min_rate: int) -> None:
         self.sock = sock
         #: a plain socket's ``send``, or a TLS stream's ``send_some``: never waits
         self.send_some: Callable[[bytes | memoryview], int] = getattr(sock, "send_some", sock.send)
+        #: a TLS stream (engine/tls.py), whose ``send_some`` counts what it sealed as sent:
+        #: those records may still wait for the socket when nothing waits here
+        self.sealed: Any = sock if hasattr(sock, "flush_some") else None
         #: os.sendfile and sendmsg work on it (not TLS; not where either is missing, as on
         #: Windows, or THREADLOOM_NO_SENDFILE=1: then files are read and sent, one buffer
         #: per call, as for TLS)
@@ -258,6 +261,23 @@ class Outbox:
             if full:
                 return False  # the socket is full: wait until it is writable again
         return True
+
+    @property
+    def unsent(self) -> bool:
+        """Whether anything waits for the socket: bytes here, or sealed TLS records. A
+        writer that leaves while only records wait leaves them stuck (HTTP/2's workers
+        write outside the TLS session's own turn, which flushes them for HTTP/1.1)."""
+        return self.waiting > 0 or (self.sealed is not None and self.sealed.backlog)
+
+    def flush_all(self) -> bool:
+        """:meth:`flush`, then a TLS stream's sealed records; True once nothing is unsent."""
+        return self.flush() and (self.sealed is None or self.sealed.flush_some())
+
+    def unsent_deadline(self) -> float:
+        """:meth:`deadline` of whatever is unsent (the TLS stream keeps its own budget)."""
+        if self.waiting or self.sealed is None:
+            return self.budget.deadline()
+        return float(self.sealed.budget.deadline())
 
     def _flush_file(self, segment: FileSegment) -> bool:
         """Send what the socket takes of a waiting file; True once it is all sent."""
