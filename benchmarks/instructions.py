@@ -89,9 +89,7 @@ def total_instructions(args: argparse.Namespace, tree: Path, requests: int, port
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "callgrind.out"
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(tree / "src"), str(HERE / "apps"), str(HERE)]
-        )
+        env["PYTHONPATH"] = os.pathsep.join([str(tree / "src"), str(HERE / "apps"), str(HERE)])
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
              *server_command(args, port)],
