@@ -51,7 +51,7 @@ def core() -> HTTP1Core:
 
 
 def serve_one(core: HTTP1Core, now: float, keep_alive: bool = True) -> Any:
-    request = core.begin()
+    request, _ = core.begin()
     return request, core.finish(request, 200, 0, 0.001, keep_alive, now)
 
 
@@ -150,7 +150,7 @@ def test_an_asgi_app_gets_its_request_before_the_body() -> None:
     core = HTTP1Core(HTTPSettings(config(), asgi=object()), T0)  # type: ignore[arg-type]
     head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
     assert core.feed(head, T0) is SERVE
-    assert core.route(core.begin()) is Route.ASGI
+    assert core.begin()[1] is Route.ASGI
 
 
 # -- refusals and upgrades ---------------------------------------------------------------------
@@ -173,10 +173,10 @@ def test_a_bad_body_during_an_exchange_is_left_to_the_exchange(core: HTTP1Core) 
 def test_an_upgrade_answered_as_plain_http_goes_on_as_http(core: HTTP1Core) -> None:
     upgrade = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: foo/1\r\n\r\n"
     core.feed(upgrade + b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n", T0)
-    request = core.begin()
-    assert core.route(request) is Route.WSGI
+    request, route = core.begin()
+    assert route is Route.WSGI
     assert core.finish(request, 200, 0, 0.0, True, T0) is SERVE
-    assert core.begin().target == b"/after"
+    assert core.begin()[0].target == b"/after"
 
 
 def test_a_websocket_upgrade_goes_to_the_websocket_handler() -> None:
@@ -186,12 +186,12 @@ def test_a_websocket_upgrade_goes_to_the_websocket_handler() -> None:
         b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
         T0,
     )
-    request = core.begin()
+    request, route = core.begin()
     assert core.is_websocket_upgrade(request)
-    assert core.route(request) is Route.WEBSOCKET
+    assert route is Route.WEBSOCKET
 
 
 def test_without_an_upgrade_the_wsgi_app_answers_beside_a_websocket_handler() -> None:
     core = HTTP1Core(wsgi_settings(ws=True), T0)
     core.feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", T0)
-    assert core.route(core.begin()) is Route.WSGI
+    assert core.begin()[1] is Route.WSGI

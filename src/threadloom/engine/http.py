@@ -108,8 +108,7 @@ class HTTPSession:
         if self.h2 is not None:
             return self.h2.serve()  # (only under a model without an ExchangeRunner)
         core = self.core
-        request = core.begin()
-        route = core.route(request)
+        request, route = core.begin()
         if route is WSGI:
             want = self._serve_wsgi(request)
         elif route is STATIC:

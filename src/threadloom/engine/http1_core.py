@@ -20,7 +20,7 @@ The contract, from a driver's side::
     core = HTTP1Core(settings, now)          # on accept: the first head's deadline runs
     want = core.feed(data, now)              # READ (honour core.deadline()), SERVE, CLOSE
     if want is CLOSE: send(core.take_refusal()) and close
-    if want is SERVE: request = core.begin(); route = core.route(request); run the app
+    if want is SERVE: request, route = core.begin(); run the app on that route
     want = core.finish(request, status, ...)  # the exchange is done: keep-alive or CLOSE
     on core.deadline() passing: send(core.expire()) and close
 
@@ -64,7 +64,7 @@ DRAIN_LIMIT = 256 * 1024
 
 
 class Route(enum.Enum):
-    """Who answers a request (:meth:`HTTP1Core.route`)."""
+    """Who answers a request (:meth:`HTTP1Core.begin`)."""
 
     WSGI = "wsgi"
     ASGI = "asgi"
@@ -135,7 +135,7 @@ class HTTPSettings:
         #: --static mounts, answered before the app (None: none, and no cost per request)
         self.static = StaticFiles(config.static) if config.static else None
         #: the route of a request without an Upgrade field when no --static mount could
-        #: claim it (None: ask route()); and whether a request goes to the app before its
+        #: claim it (None: ask begin()); and whether a request goes to the app before its
         #: body has come (an ASGI app streams it; a bare WebSocket handler has none)
         self.plain_route = None if self.static is not None else _plain_route(asgi, runner)
         self.dispatch_at_once = asgi is not None or runner is None
@@ -201,9 +201,8 @@ class HTTP1Core:
             return CLOSE
         if self.in_exchange:
             return READ
-        requests = conn.requests
-        if requests and self._ready(requests[0]):
-            return SERVE  # (the common case, without next_step's other questions)
+        if conn.requests and self.settings.dispatch_at_once:
+            return SERVE  # (the common case, an ASGI app's: no more questions, no more calls)
         return self.next_step(now)
 
     def receive_body(self, data: bytes) -> bool:
@@ -266,19 +265,26 @@ class HTTP1Core:
 
     # -- exchanges -----------------------------------------------------------------------------
 
-    def begin(self) -> Request:
-        """Take the next request for the app: an exchange is in flight until :meth:`finish`."""
+    def begin(self) -> tuple[Request, Route]:
+        """Take the next request and who answers it: an exchange is in flight until
+        :meth:`finish`.
+
+        Who answers: a ``--static`` mount before anyone; only a request with an Upgrade
+        field can open a WebSocket, and only the last one HTTP parsed (what follows it is
+        WebSocket). A request with no Upgrade field, when no mount could claim it, goes
+        where ``settings.plain_route`` says without asking further (the hot path).
+        """
         self.in_exchange = True
         self.head_since = None
-        return self.conn.requests.popleft()
-
-    def route(self, request: Request) -> Route:
-        """Who answers ``request``: a ``--static`` mount before anyone; only a request with
-        an Upgrade field can open a WebSocket, and only the last one HTTP parsed (what
-        follows it is WebSocket)."""
+        request = self.conn.requests.popleft()
         settings = self.settings
         if request.upgrade is None and settings.plain_route is not None:
-            return settings.plain_route
+            return request, settings.plain_route
+        return request, self._route(request)
+
+    def _route(self, request: Request) -> Route:
+        """:meth:`begin`'s answer to who answers ``request``, past the plain case."""
+        settings = self.settings
         if settings.static is not None and settings.static.claims(request):
             return Route.STATIC
         websocket = request.upgrade is not None and self.is_websocket_upgrade(request)

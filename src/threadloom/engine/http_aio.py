@@ -87,6 +87,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.lost = False
         self.bridge = WSGIBridge(self)  # a WSGI app's doors, from its pool thread
         self.lock = self.bridge.lock  # (guards the body buffer: the bridge's rule 2)
+        #: whether an app thread may touch the body (a WSGI app): else no lock is needed
+        self.threaded = settings.runner is not None
         #: what waits for the transport (loop): views of the app's buffers, and files
         self.pending: deque[memoryview | FileSegment] = deque()
         self.slice = SLICE  # the most handed to the transport at once
@@ -131,14 +133,18 @@ class HTTPProtocol(asyncio.Protocol):
             self.ws.feed(data)
             self._wake()
             return
-        with self.lock:
-            want = self.core.feed(data, time.monotonic())
-            if want is CLOSE and (self.busy or self.core.refusal):
-                self.lost = True  # whoever waits for this body must give up
-                self.bridge.data_ready.notify_all()
-                self._refuse()
-                return
-            self.bridge.fed()
+        core = self.core
+        if self.threaded:  # a WSGI app's thread may be reading the body: the bridge's rule 2
+            with self.lock:
+                want = core.feed(data, time.monotonic())
+                self.bridge.fed()
+        else:
+            want = core.feed(data, time.monotonic())
+        if want is CLOSE and (self.busy or core.refusal):
+            self.lost = True  # whoever waits for this body must give up
+            self.bridge.release()
+            self._refuse()
+            return
         if not self.reading_paused and self.conn.paused and self.transport is not None:
             self.reading_paused = True
             self.transport.pause_reading()
@@ -261,10 +267,9 @@ class HTTPProtocol(asyncio.Protocol):
         """Hand the next request to whoever the core routes it to."""
         self.busy = True
         self.began = time.perf_counter()
-        request = self.core.begin()
-        route = self.core.route(request)
+        request, route = self.core.begin()
         if route is ASGI:
-            ASGICycle(self, request).run()
+            ASGICycle(self, request)
         elif route is Route.ASGI_WEBSOCKET:
             ASGIWebSocketCycle(self, request).run()
         elif route is Route.WEBSOCKET:
@@ -559,7 +564,10 @@ class HTTPProtocol(asyncio.Protocol):
     def _arm(self) -> None:
         """Aim the timer at the core's deadline. A timer exists at most once per connection
         and is re-aimed lazily when it fires, so a request costs a float, not a TimerHandle."""
-        deadline = self.core.deadline()
+        core = self.core
+        if core.in_exchange:
+            return  # no deadline runs (core.deadline(), read without a call on the hot path)
+        deadline = core.deadline_at
         if deadline is None:
             return
         # (the core's clock is time.monotonic(), the timer's the loop's: uvloop's moves in

@@ -175,7 +175,9 @@ def forward_and_identify(
     reads it where it reads the client's), and the response carries it back.
     """
     client = scope["client"]
-    trusted = proxies is not None and (client is None or proxies.trusts(client[0]))
+    trusted = proxies is not None and (
+        client is None or proxies.known.get(client[0]) or proxies.trusts(client[0])
+    )
     if not (trusted or request_ids):
         return None
     xff: list[bytes] = []

@@ -56,23 +56,24 @@ class TrustedProxies:
                 raise ConfigError(
                     f"--forwarded-allow-ips: {item!r} is not an IP address or network"
                 ) from None
-        self._cache: dict[str, bool] = {}
+        #: verdicts of :meth:`trusts` by host, bounded: the hot path reads it without a call
+        self.known: dict[str, bool] = {}
 
     def trusts(self, host: str) -> bool:
         """Whether ``host`` (an IP address as text) is a trusted proxy; cached."""
-        known = self._cache.get(host)
+        known = self.known.get(host)
         if known is not None:
             return known
         verdict = self.everyone or self._matches(host)
-        if len(self._cache) >= _CACHE_MAX:
-            self._cache.clear()
-        self._cache[host] = verdict
+        if len(self.known) >= _CACHE_MAX:
+            self.known.clear()
+        self.known[host] = verdict
         return verdict
 
     def trusts_client(self, client: Any) -> bool:
         """Whether a connection's peer is trusted; unix-socket peers (not a tuple) are."""
         if type(client) is tuple:
-            known = self._cache.get(client[0])  # the hot path: one lookup per request
+            known = self.known.get(client[0])  # the hot path: one lookup per request
             return self.trusts(str(client[0])) if known is None else known
         return True
 

@@ -169,39 +169,36 @@ class ServerConnection:
     # -- bytes in ---------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        """Parse ``data`` (``b""``: the peer closed). Raises RemoteProtocolError when invalid."""
+        """Parse ``data`` (``b""``: the peer closed). Raises RemoteProtocolError when invalid.
+
+        Between messages, clean and complete requests are parsed in C (``_speedups.c``);
+        from the first byte it declines on, llhttp takes over, at a message boundary.
+        (Written out here, not in a method of its own: every request comes this way.)
+        """
         if self._error is not None:
             raise self._error
         if self.upgraded or self._closed or not data:
             self._outside_http(data)
-        elif self._head is None and self.current is None and parse_request is not None:
-            self._receive_fast(data)
-        elif len(data) <= self._max_head:
+            return
+        if self._head is None and self.current is None and parse_request is not None:
+            pos = 0
+            while True:
+                parsed = parse_request(data, pos, self._max_head, self._max_headers, self._max_body)
+                if parsed is None:
+                    break
+                request, pos = parsed
+                self.requests.append(request)
+                if not request.keep_alive:
+                    self._closed = True  # what follows will never be answered
+                    return
+                if pos == len(data):
+                    return
+            if pos:
+                data = data[pos:]
+        if len(data) <= self._max_head:
             self._feed(data)
         else:
             self._feed_slices(data)
-
-    def _receive_fast(self, data: bytes) -> None:
-        """Between messages: clean, complete requests are parsed in C (``_speedups.c``);
-        from the first byte it declines on, llhttp takes over, at a message boundary."""
-        assert parse_request is not None
-        pos = 0
-        while True:
-            parsed = parse_request(data, pos, self._max_head, self._max_headers, self._max_body)
-            if parsed is None:
-                break
-            request, pos = parsed
-            self.requests.append(request)
-            if not request.keep_alive:
-                self._closed = True  # what follows will never be answered
-                return
-            if pos == len(data):
-                return
-        rest = data[pos:] if pos else data
-        if len(rest) <= self._max_head:
-            self._feed(rest)
-        else:
-            self._feed_slices(rest)
 
     def _feed_slices(self, data: bytes) -> None:
         """Feed a big read in slices so that an open head is measured every max_header_size."""

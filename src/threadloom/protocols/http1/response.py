@@ -267,7 +267,9 @@ def full_response(
     other than ``len(body)`` raises :class:`LocalProtocolError`.
     """
     if render_whole is not None and request is not None and not close and server_header == SERVER:
-        whole = render_whole(request, status, status_line(status, reason), headers, body)
+        line = _STATUS_LINES.get(status) if reason is None else None  # (status_line's cache)
+        line = line or status_line(status, reason)
+        whole = render_whole(request, status, line, headers, body)
         if whole is not None:  # None: not the plain case, which the code below decides
             return whole  # keep-alive after it as _after_whole says (from _AFTER_WHOLE)
     head, body, keep_alive = full_response_parts(
