@@ -201,8 +201,9 @@ class HTTP1Core:
             return CLOSE
         if self.in_exchange:
             return READ
-        if conn.requests and self.settings.dispatch_at_once:
-            return SERVE  # (the common case, an ASGI app's: no more questions, no more calls)
+        requests = conn.requests
+        if requests and (self.settings.dispatch_at_once or requests[0].body.complete):
+            return SERVE  # (_ready's two common yeses, without a call: the hot path)
         return self.next_step(now)
 
     def receive_body(self, data: bytes) -> bool:

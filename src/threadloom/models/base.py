@@ -221,30 +221,30 @@ class AcceptGate:
         """(Un)register listeners for the current state; returns seconds until it may change
         (at most ``portable.SIGNAL_WAKE_S`` where a signal cannot interrupt the wait: the
         loops that wait this long are on the main thread, which must run the handler)."""
-        wait = self._update()
+        wait = None
+        if not self._closed:
+            now = time.monotonic()
+            at_cap = self.connections.at_cap
+            if at_cap and not self._cap_logged:
+                self._cap_logged = True
+                log.warning(
+                    "reached --max-connections (%d); new connections wait in the backlog",
+                    self.connections.limit,
+                )
+            want = not at_cap and now >= self._backoff_until
+            if want != self._registered:
+                self._register_listeners(want)
+            wait = None if want or at_cap else self._backoff_until - now
         cap = portable.SIGNAL_WAKE_S
         return wait if cap is None or (wait is not None and wait < cap) else cap
 
-    def _update(self) -> float | None:
-        if self._closed:
-            return None
-        now = time.monotonic()
-        at_cap = self.connections.at_cap
-        if at_cap and not self._cap_logged:
-            self._cap_logged = True
-            log.warning(
-                "reached --max-connections (%d); new connections wait in the backlog",
-                self.connections.limit,
-            )
-        want = not at_cap and now >= self._backoff_until
-        if want != self._registered:
-            for listener in self.listeners:
-                if want:
-                    self.selector.register(listener.sock, selectors.EVENT_READ, listener)
-                else:
-                    self.selector.unregister(listener.sock)
-            self._registered = want
-        return None if want or at_cap else self._backoff_until - now
+    def _register_listeners(self, want: bool) -> None:
+        for listener in self.listeners:
+            if want:
+                self.selector.register(listener.sock, selectors.EVENT_READ, listener)
+            else:
+                self.selector.unregister(listener.sock)
+        self._registered = want
 
     def accept(self, listener: Listener, most: int = 64) -> list[tuple[socket.socket, Any]]:
         """Take up to ``most`` waiting connections (within the cap); back off when out of fds."""

@@ -69,6 +69,10 @@ class Poller(Protocol):
     name: str
     #: connections it can watch at once (None: as many as descriptors allow)
     capacity: int | None
+    #: whether :meth:`serving` and :meth:`parked` do anything (a level-triggered poller must
+    #: stop watching what a worker owns; epoll's edges need no word): the pool skips the
+    #: two calls per request when not
+    hands_off: bool
 
     def register(self, fileobj: Any, events: int, data: Any) -> None: ...
     def unregister(self, fileobj: Any) -> None: ...
@@ -102,6 +106,7 @@ class EpollPoller:
 
     name = "epoll"
     capacity: int | None = None
+    hands_off = False
 
     def __init__(self) -> None:
         self.epoll = select.epoll()
@@ -146,6 +151,8 @@ class EpollPoller:
 
 class SelectorPoller:
     """A level-triggered ``selectors`` selector that watches only what the I/O thread owns."""
+
+    hands_off = True
 
     def __init__(self, waker: Waker, selector: selectors.BaseSelector) -> None:
         self.selector = selector

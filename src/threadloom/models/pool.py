@@ -292,7 +292,8 @@ class PoolModel(ThreadModel):
                 self._writing.discard(fd)
         if want is SERVE and self._work.qsize() < self._max_queue:
             self._serving.add(fd)  # only this thread adds, and only for what it owns
-            self.mux.serving(fd)
+            if self.mux.hands_off:
+                self.mux.serving(fd)
             self._work.put((fd, sock, session))
             return
         if want is SERVE:
@@ -379,7 +380,8 @@ class PoolModel(ThreadModel):
                 missed = self._hand_back(fd)
                 if missed is None:
                     parked = True
-                    self.mux.parked(fd, sock)
+                    if self.mux.hands_off:
+                        self.mux.parked(fd, sock)
                     break  # from here on the I/O thread may act on it: hands off
                 want = self._receive(fd, sock, session, missed & _HANGUP)
             busy[n] = False
