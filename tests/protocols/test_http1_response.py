@@ -18,6 +18,7 @@ from threadloom.protocols.http1 import (
     full_response,
     full_response_parts,
     response_head,
+    whole_head,
 )
 
 
@@ -271,6 +272,10 @@ def test_parts_are_the_whole_response_unjoined(
         return
     head, rest, alive_too = full_response_parts(request, status, headers, body)
     assert (_no_date(head + rest), alive_too) == (_no_date(whole), alive)
+    # a file of that size (an ASGI pathsend) is framed by the same rule, its bytes unread
+    file_head, with_body, alive_file = whole_head(request, status, headers, size)
+    assert (_no_date(file_head), alive_file) == (_no_date(head), alive)
+    assert with_body == (method == "GET" and status >= 200 and status not in (204, 304))
 
 
 def _no_date(data: bytes) -> bytes:

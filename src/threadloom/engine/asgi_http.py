@@ -5,23 +5,30 @@ The connection is :mod:`threadloom.engine.http_aio`'s; this module sees it only 
 what the connection does: body bytes taken as they arrive (``http.request``), the
 response framed by :class:`~threadloom.interfaces.asgi.ResponseState` and written by the
 connection's one writer, backpressure while the transport is paused, ``http.disconnect``
-once the client is gone or the response is complete.
+once the client is gone or the response is complete. An ``http.response.pathsend``'s file
+goes to the same writer (``queue_file``), which reads it a slice at a time as the
+transport drains, as it does a ``--static`` file.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, Protocol
 
 from threadloom.engine.asgi_run import start_eagerly
 from threadloom.engine.http1_core import HTTPSettings
+from threadloom.engine.outbox import FileSegment
 from threadloom.engine.wsgi_bridge import ClientDisconnected
 from threadloom.errors import LocalProtocolError
-from threadloom.interfaces.asgi import Message, ResponseState, forward_and_identify, http_scope
+from threadloom.interfaces.asgi import (
+    PATHSEND,
+    Message,
+    ResponseState,
+    forward_and_identify,
+    http_scope,
+    log_app_end,
+)
 from threadloom.protocols.http1 import CONTINUE, Request, RequestBody, error_response
-
-app_log = logging.getLogger("threadloom.app")
 
 
 class ASGIHost(Protocol):
@@ -36,6 +43,7 @@ class ASGIHost(Protocol):
     transport: asyncio.Transport | None
 
     def write(self, data: bytes | memoryview) -> None: ...
+    def queue_file(self, segment: FileSegment) -> None: ...
     def take(self, body: RequestBody, size: int) -> bytes: ...
     async def wait(self) -> None: ...
     async def wait_for_body(self, body: RequestBody) -> bool: ...
@@ -109,29 +117,35 @@ class ASGICycle:
                     self.sent += len(self.response.tail)
             if proto.write_paused and not await proto.drain():
                 raise ClientDisconnected("the client went away or stopped reading")
+        elif kind == PATHSEND:
+            await self._pathsend(message)
         else:
             raise LocalProtocolError(f"unexpected ASGI message {kind!r} for an http scope")
 
+    async def _pathsend(self, message: Message) -> None:
+        """The head, then the file behind it in the connection's one writer. The app does
+        not wait for the file to go out: the response is complete, the next request waits
+        until the writer is done, and the slow-read rule bounds how long that takes."""
+        proto = self.proto
+        if proto.transport is None or proto.transport.is_closing():  # (as for a body)
+            await proto.drain()
+            raise ClientDisconnected("the client went away")
+        head, fd, size = self.response.pathsend(message)
+        proto.write(head)
+        self.sent += len(head)
+        if fd is not None:
+            proto.queue_file(FileSegment(fd, 0, size))  # (it closes the descriptor)
+            self.sent += size
+
     def app_done(self, error: BaseException | None) -> None:
-        proto, request = self.proto, self.request
-        if error is not None and not isinstance(error, ClientDisconnected):
-            app_log.error(
-                "%s %s: app raised",
-                request.method,
-                request.target.decode("latin-1"),
-                exc_info=(type(error), error, error.__traceback__),
-            )
-        elif not self.response.complete and not proto.lost:
-            app_log.error(
-                "%s %s: app returned without completing its response",
-                request.method,
-                request.target.decode("latin-1"),
-            )
-        if self.response.complete:
-            proto.finished(request, self.response.status, self.sent, self.response.keep_alive)
+        proto, request, response = self.proto, self.request, self.response
+        if error is not None or not response.complete:  # (else there is nothing to say)
+            log_app_end(request, error, ClientDisconnected, response.complete, proto.lost)
+        if response.complete:
+            proto.finished(request, response.status, self.sent, response.keep_alive)
             return
-        if not self.response.started and not proto.lost:
+        if not response.started and not proto.lost:
             proto.write(error_response(500))
             proto.finished(request, 500, 0, False)
         else:
-            proto.finished(request, self.response.status, self.sent, False)
+            proto.finished(request, response.status, self.sent, False)

@@ -11,6 +11,8 @@ is an exchange of its own:
 * an ASGI app runs on the loop for each stream, at once (eagerly, as over HTTP/1.1), its
   ``receive`` taking body bytes as they come (the window given back as it takes them) and
   its ``send`` waiting while the stream's queued body or the transport is over its bound;
+  an ``http.response.pathsend``'s file is read a slice at a time under the same bound
+  (:meth:`H2Protocol.send_file`), never whole;
 * a WSGI app runs on the model's bounded pool. Its thread reaches the loop only through
   :class:`LoopStream`, each call run on the loop and waited for
   (``run_coroutine_threadsafe``), so the core is only ever touched by the loop thread.
@@ -32,13 +34,21 @@ from threadloom.engine.asgi_run import start_eagerly
 from threadloom.engine.body import EMPTY_INPUT, BodyReader
 from threadloom.engine.h2_core import H2Core, H2Stream
 from threadloom.engine.http1_core import HTTPSettings
-from threadloom.engine.outbox import STREAM_QUEUE_MAX, SendBudget
+from threadloom.engine.outbox import STREAM_QUEUE_MAX, FileSegment, SendBudget
 from threadloom.engine.session import AsyncRuntime
 from threadloom.engine.sockio import reset_on_close
 from threadloom.engine.ws import WSSettings, h2_handshake
 from threadloom.engine.ws_aio import ASGIWebSocketCycle, AsyncWebSocket, serve_bare_handler
 from threadloom.errors import LocalProtocolError
-from threadloom.interfaces.asgi import Message, forward_and_identify, http_scope
+from threadloom.interfaces.asgi import (
+    PATHSEND,
+    Message,
+    check_pathsend_order,
+    forward_and_identify,
+    http_scope,
+    log_app_end,
+    open_pathsend,
+)
 from threadloom.interfaces.static import send_over_stream
 from threadloom.protocols.http1 import Request, RequestBody
 from threadloom.protocols.http2 import response_headers
@@ -50,10 +60,11 @@ from threadloom.protocols.websocket import (
 from threadloom.stats import STATS
 
 log = logging.getLogger("threadloom.http")
-app_log = logging.getLogger("threadloom.app")
 
 #: The transport's high-water mark: frames beyond it wait in the core, cut to windows.
 HIGH_WATER = 64 * 1024
+#: How much of a pathsend's file is read at once (the core cuts it into DATA frames).
+FILE_SLICE = 64 * 1024
 
 
 class StreamGone(OSError):
@@ -346,6 +357,35 @@ class H2Protocol(asyncio.Protocol):
         self._flush()
         await self._backpressure(stream, end)
 
+    async def send_file(
+        self, stream: H2Stream, headers: list[tuple[bytes, bytes]], segment: FileSegment
+    ) -> int:
+        """``headers``, then the segment's bytes as the stream's whole body; the bytes sent.
+
+        Each slice is read only once what was queued before it is within the stream's
+        bound (``respond`` and ``send`` wait for the peer's window and the transport), so a
+        file costs a few slices of memory whatever its size. A file that ends before its
+        promised length resets the stream (StreamGone). The caller closes the segment.
+        """
+        if not segment.remaining:
+            await self.respond(stream, headers, b"", True)
+            return 0
+        sent = 0
+        while segment.remaining:
+            try:
+                piece = segment.read(FILE_SLICE)
+            except OSError as exc:
+                log.warning("%s: a file being sent failed: %s; stream reset", self.addr, exc)
+                self.reset(stream)
+                raise StreamGone("the file could not be read to its end") from None
+            end = not segment.remaining
+            if sent:
+                await self.send(stream, piece, end)
+            else:
+                await self.respond(stream, headers, piece, end)
+            sent += len(piece)
+        return sent
+
     async def _backpressure(self, stream: H2Stream, end: bool) -> None:
         """A streamed response waits while too much of it waits (window or transport)."""
         if end:
@@ -432,6 +472,8 @@ class ASGIStream:
             self.headers = [*(message.get("headers") or ()), *self.headers]
         elif kind == "http.response.body":
             await self._body(message)
+        elif kind == PATHSEND:
+            await self._pathsend(message)
         else:
             raise LocalProtocolError(f"unexpected ASGI message {kind!r} for an http scope")
 
@@ -457,23 +499,28 @@ class ASGIStream:
             await self.proto.send(self.stream, data, not more)
         self.sent += len(data)
 
+    async def _pathsend(self, message: Message) -> None:
+        """The file a pathsend names as the stream's whole body, opened now and closed
+        whatever happens; its size is the content-length (an app's own must agree)."""
+        check_pathsend_order(self.status, self.complete, self.stream.started)
+        fd, size = open_pathsend(message)
+        segment = FileSegment(fd, 0, size)
+        try:
+            bodiless = self.stream.request.method == "HEAD" or self.status in (204, 304)
+            headers = response_headers(self.status, self.headers, size, exact=not bodiless)
+            self.complete = True
+            if bodiless:
+                segment.remaining = 0
+            self.sent += await self.proto.send_file(self.stream, headers, segment)
+        finally:
+            segment.close()
+
     def app_done(self, error: BaseException | None) -> None:
         proto, stream = self.proto, self.stream
-        request = stream.request
         elapsed = time.perf_counter() - stream.began
-        if error is not None and not isinstance(error, StreamGone):
-            app_log.error(
-                "%s %s: app raised",
-                request.method,
-                request.target.decode("latin-1"),
-                exc_info=(type(error), error, error.__traceback__),
-            )
-        elif not self.complete and not (stream.reset or proto.lost):
-            app_log.error(
-                "%s %s: app returned without completing its response",
-                request.method,
-                request.target.decode("latin-1"),
-            )
+        if error is not None or not self.complete:  # (else there is nothing to say)
+            gone = stream.reset or proto.lost
+            log_app_end(stream.request, error, StreamGone, self.complete, gone)
         if self.complete:
             proto.finished(stream, self.status, self.sent, elapsed)
             return

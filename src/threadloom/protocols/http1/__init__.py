@@ -18,6 +18,7 @@ from threadloom.protocols.http1.response import (
     full_response_parts,
     response_head,
     status_line,
+    whole_head,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "full_response_parts",
     "response_head",
     "status_line",
+    "whole_head",
 ]

@@ -290,22 +290,50 @@ def full_response_parts(
 ) -> tuple[bytes, bytes, bool]:
     """:func:`full_response` as a head and the body to send after it (``b""`` for none),
     not joined; the same rules."""
+    head, with_body, keep_alive = whole_head(
+        request,
+        status,
+        headers,
+        len(body),
+        reason=reason,
+        server_header=server_header,
+        close=close,
+    )
+    return head, (body if with_body else b""), keep_alive
+
+
+def whole_head(
+    request: Request | None,
+    status: int,
+    headers: Iterable[tuple[str | bytes, str | bytes]],
+    length: int,
+    *,
+    reason: str | None = None,
+    server_header: bytes = SERVER,
+    close: bool = False,
+) -> tuple[bytes, bool, bool]:
+    """The head of a response whose body is ``length`` bytes known before it is sent (a
+    whole body in memory, or a file of that size); whether the body follows the head (not
+    after a HEAD, a 1xx, 204 or 304); whether to keep the connection.
+
+    The one rule for a Content-Length the app gave: it must be ``length`` (a HEAD may state
+    the GET's length), else :class:`LocalProtocolError`; with none, ours is added.
+    """
     lines = [status_line(status, reason)]
-    length, seen, app_close = _scan_headers(lines, headers, status)
+    app_length, seen, app_close = _scan_headers(lines, headers, status)
     keep_alive = request is not None and request.keep_alive and not (close or app_close)
     head_only = request is not None and request.method == "HEAD"
+    with_body = not head_only
     if status < 200 or status in _NO_BODY_STATUS:
-        body = b""
-    elif length is None:
-        lines.append(b"Content-Length: %d\r\n" % len(body))
-    elif length != len(body) and not head_only:  # HEAD may state the GET's length
-        raise LocalProtocolError(f"Content-Length {length} but a body of {len(body)} bytes")
-    if head_only:
-        body = b""
+        with_body = False
+    elif app_length is None:
+        lines.append(b"Content-Length: %d\r\n" % length)
+    elif app_length != length and not head_only:  # HEAD may state the GET's length
+        raise LocalProtocolError(f"Content-Length {app_length} but a body of {length} bytes")
     http10 = request is None or request.http_version == "1.0"
     connection, keep_alive = _after_whole(keep_alive, http10)
     head = _finish_head(lines, seen, server_header, status, connection)
-    return head, body, keep_alive
+    return head, with_body, keep_alive
 
 
 def _connection_field(keep_alive: bool, http10: bool) -> bytes:

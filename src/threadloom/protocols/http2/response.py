@@ -25,11 +25,17 @@ _SERVER = (b"server", SERVER)
 
 
 def response_headers(
-    status: int, headers: Iterable[tuple[str | bytes, str | bytes]], length: int | None = None
+    status: int,
+    headers: Iterable[tuple[str | bytes, str | bytes]],
+    length: int | None = None,
+    *,
+    exact: bool = False,
 ) -> list[tuple[bytes, bytes]]:
     """``:status``, the app's fields (checked, lower-cased, connection-specific ones
     dropped), then ``date``, ``server`` and ``content-length`` (when ``length`` is given
-    and the app set none) unless present. Raises LocalProtocolError for a bad field."""
+    and the app set none) unless present. Raises LocalProtocolError for a bad field, and,
+    when ``exact`` (a body of ``length`` bytes follows), for an app's content-length other
+    than ``length``: HTTP/1.1's rule for a whole body (``http1.whole_head``)."""
     code = _STATUS.get(status)
     if code is None:
         if not isinstance(status, int) or not 100 <= status <= 999:
@@ -48,6 +54,8 @@ def response_headers(
             have_server = True
         elif bname == b"content-length":
             have_length = True
+            if exact and not (bvalue.isdigit() and int(bvalue) == length):
+                raise LocalProtocolError(f"Content-Length {bvalue!r} but a body of {length} bytes")
         out.append((bname, bvalue))
     if not have_date:
         out.append((b"date", DEFAULT_DATES.header_value()))
