@@ -74,6 +74,11 @@ class Config:
     max_queue: int = setting(
         1000, "pool: requests waiting for a worker at most; beyond it they get 503"
     )
+    max_queue_wait: float = setting(
+        5.0,
+        "pool: while requests wait longer than this for a worker, new ones get 503 at once, "
+        "so the ones served keep a bounded wait (0: only --max-queue bounds the queue)",
+    )
     interface: str = setting("auto", "how the app is called", choices=INTERFACES)
     loop: str = setting("auto", "event loop for the asyncio model", choices=LOOPS)
     graceful_timeout: float = setting(
@@ -208,6 +213,8 @@ class Config:
             raise ConfigError("--threads must be at least 1")
         if self.max_queue < 1:
             raise ConfigError("--max-queue must be at least 1")
+        if self.max_queue_wait < 0:
+            raise ConfigError("--max-queue-wait must not be negative")
         if self.max_connections < 1:
             raise ConfigError("--max-connections must be at least 1")
         if self.graceful_timeout < 0:

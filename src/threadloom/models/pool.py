@@ -35,6 +35,14 @@ watches it for ``EPOLLOUT`` too and calls ``Session.flush`` on each edge until i
 then reads what came meanwhile. Such connections sit in ``_writing``; their deadline (the
 reader's ``--min-send-rate``) is swept like the parked ones'.
 
+Overload: work waits in one queue, and a request joins it only if :meth:`PoolModel._admits`
+says so: fewer than ``--max-queue`` wait, and the last item a worker took waited no longer
+than ``--max-queue-wait`` (or nothing waits). Otherwise it is answered 503 with
+``Retry-After`` at once, without reaching the app. A queue bounded by its length alone lets
+every wait grow with the app's slowness until clients give up; this bound keeps the wait of
+what is served near the bound (within the time the queue takes to drain past it) and
+refuses the rest while it lasts, logging the start and the end of each such episode.
+
 Raw handlers own their socket for its whole life, so they hold a worker until they return,
 exactly as in the tutorial.
 
@@ -79,7 +87,8 @@ _HANGUP = RDHUP | HUP | ERR
 _FULL = IN  # in _missed: a read filled the buffer
 _WRITABLE = OUT | ERR | HUP
 Conn = tuple[socket.socket, Session]
-WorkItem = tuple[int, socket.socket, Session] | Callable[[], None] | None
+#: a connection's request with when it was queued, an HTTP/2 exchange, or None (stop)
+WorkItem = tuple[int, socket.socket, Session, float] | Callable[[], None] | None
 
 
 class PoolModel(ThreadModel):
@@ -102,6 +111,12 @@ class PoolModel(ThreadModel):
         self._busy = [False] * config.threads  # slot n is written by worker n only
         self._next_sweep = 0.0
         self._max_queue = config.max_queue
+        self._max_wait = config.max_queue_wait or float("inf")
+        #: how long the item a worker took last had waited (a float store by workers,
+        #: read by _admits); the overload episode under way: requests refused in it
+        self._last_wait = 0.0
+        self._refused = 0
+        self._refusal_lock = threading.Lock()
         self._to_flush: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
 
     def make_selector(self) -> Any:
@@ -122,11 +137,38 @@ class PoolModel(ThreadModel):
 
     def submit(self, work: Callable[[], None]) -> bool:
         """An exchange of a multiplexed connection (HTTP/2), queued like a connection's
-        request (bounded by --max-queue); the I/O thread keeps reading the connection."""
-        if self._work.qsize() >= self._max_queue:
+        request (admitted as one is: _admits); the I/O thread keeps reading the connection."""
+        if not self._admits():
             return False
         self._work.put(work)
         return True
+
+    def _admits(self) -> bool:
+        """Whether a request may wait for a worker (see the module docstring); else it is
+        counted as refused, and the first refusal of an episode is logged."""
+        waiting = self._work.qsize()
+        if waiting < self._max_queue and (not waiting or self._last_wait <= self._max_wait):
+            if self._refused:
+                self._overload_ended()
+            return True
+        with self._refusal_lock:
+            self._refused += 1
+            first = self._refused == 1
+        if first:
+            why = (
+                f"{waiting} requests wait (--max-queue {self._max_queue})"
+                if waiting >= self._max_queue
+                else f"requests wait {self._last_wait:.1f}s for a worker "
+                f"(--max-queue-wait {self.config.max_queue_wait:g})"
+            )
+            log.warning("overloaded: %s; new requests get 503 until the queue catches up", why)
+        return False
+
+    def _overload_ended(self) -> None:
+        with self._refusal_lock:
+            refused, self._refused = self._refused, 0
+        if refused:
+            log.warning("overload over: %d requests were refused with 503", refused)
 
     def flush_later(self, sock: socket.socket) -> bool:
         """A worker's exchange left bytes the socket did not take: the I/O thread sends
@@ -290,16 +332,13 @@ class PoolModel(ThreadModel):
                 return
             except OSError:
                 self._writing.discard(fd)
-        if want is SERVE and self._work.qsize() < self._max_queue:
+        if want is SERVE and self._admits():
             self._serving.add(fd)  # only this thread adds, and only for what it owns
             if self.mux.hands_off:
                 self.mux.serving(fd)
-            self._work.put((fd, sock, session))
+            self._work.put((fd, sock, session, time.monotonic()))
             return
         if want is SERVE:
-            log.warning(
-                "work queue full (--max-queue %d): refusing a request", self.config.max_queue
-            )
             session.overloaded()
         self._close(fd, sock, session)
 
@@ -367,7 +406,8 @@ class PoolModel(ThreadModel):
                     log.exception("exchange failed unexpectedly")
                 busy[n] = False
                 continue
-            fd, sock, session = item
+            fd, sock, session, queued_at = item
+            self._last_wait = time.monotonic() - queued_at
             busy[n] = True
             try:
                 want = session.serve()
@@ -389,8 +429,8 @@ class PoolModel(ThreadModel):
                 continue
             if want is WRITE and self._hand_over_writing(fd, sock):
                 continue  # the I/O thread sends the rest: this worker serves someone else
-            if want is SERVE:
-                put(item)  # behind the work already queued, as a new request would be
+            if want is SERVE:  # behind the work already queued, as a new request would be
+                put((fd, sock, session, time.monotonic()))
             else:
                 self._close(fd, sock, session)
 
