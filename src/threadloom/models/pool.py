@@ -36,12 +36,14 @@ then reads what came meanwhile. Such connections sit in ``_writing``; their dead
 reader's ``--min-send-rate``) is swept like the parked ones'.
 
 Overload: work waits in one queue, and a request joins it only if :meth:`PoolModel._admits`
-says so: fewer than ``--max-queue`` wait, and the last item a worker took waited no longer
-than ``--max-queue-wait`` (or nothing waits). Otherwise it is answered 503 with
-``Retry-After`` at once, without reaching the app. A queue bounded by its length alone lets
-every wait grow with the app's slowness until clients give up; this bound keeps the wait of
-what is served near the bound (within the time the queue takes to drain past it) and
-refuses the rest while it lasts, logging the start and the end of each such episode.
+says so: fewer than ``--max-queue`` wait, and the wait it can expect (those ahead of it times
+the time a worker takes for one, a moving average that workers keep, over the workers) is
+within ``--max-queue-wait``. Otherwise it is answered 503 with ``Retry-After`` at once,
+without reaching the app. A queue bounded by its length alone lets every wait grow with the
+app's slowness until clients give up; this bound keeps the wait of what is served near the
+bound and refuses the rest while it lasts, logging the start and the end of each episode.
+(A bound on the waits already seen instead lags by a whole queue: it admits a burst as soon
+as the queue empties, and the burst waits past the bound.)
 
 Raw handlers own their socket for its whole life, so they hold a worker until they return,
 exactly as in the tutorial.
@@ -87,8 +89,10 @@ _HANGUP = RDHUP | HUP | ERR
 _FULL = IN  # in _missed: a read filled the buffer
 _WRITABLE = OUT | ERR | HUP
 Conn = tuple[socket.socket, Session]
-#: a connection's request with when it was queued, an HTTP/2 exchange, or None (stop)
-WorkItem = tuple[int, socket.socket, Session, float] | Callable[[], None] | None
+#: a connection's request, an HTTP/2 exchange, or None (stop)
+WorkItem = tuple[int, socket.socket, Session] | Callable[[], None] | None
+#: How much of each new item's time the moving average of a worker's time per item takes.
+SERVICE_WEIGHT = 0.05
 
 
 class PoolModel(ThreadModel):
@@ -112,10 +116,10 @@ class PoolModel(ThreadModel):
         self._next_sweep = 0.0
         self._max_queue = config.max_queue
         self._max_wait = config.max_queue_wait or float("inf")
-        #: how long the item a worker took last had waited (a float store by workers,
-        #: read by _admits); the overload episode under way: requests refused in it
-        self._last_wait = 0.0
-        self._refused = 0
+        #: a worker's time per item, a moving average (float stores by the workers, each
+        #: one's update may overwrite another's: it is an estimate), read by _admits
+        self._service_s = 0.0
+        self._refused = 0  # in the overload episode under way
         self._refusal_lock = threading.Lock()
         self._to_flush: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
 
@@ -147,7 +151,8 @@ class PoolModel(ThreadModel):
         """Whether a request may wait for a worker (see the module docstring); else it is
         counted as refused, and the first refusal of an episode is logged."""
         waiting = self._work.qsize()
-        if waiting < self._max_queue and (not waiting or self._last_wait <= self._max_wait):
+        expected = waiting * self._service_s / self.config.threads
+        if waiting < self._max_queue and expected <= self._max_wait:
             if self._refused:
                 self._overload_ended()
             return True
@@ -158,7 +163,7 @@ class PoolModel(ThreadModel):
             why = (
                 f"{waiting} requests wait (--max-queue {self._max_queue})"
                 if waiting >= self._max_queue
-                else f"requests wait {self._last_wait:.1f}s for a worker "
+                else f"a new request would wait {expected:.1f}s for a worker "
                 f"(--max-queue-wait {self.config.max_queue_wait:g})"
             )
             log.warning("overloaded: %s; new requests get 503 until the queue catches up", why)
@@ -336,7 +341,7 @@ class PoolModel(ThreadModel):
             self._serving.add(fd)  # only this thread adds, and only for what it owns
             if self.mux.hands_off:
                 self.mux.serving(fd)
-            self._work.put((fd, sock, session, time.monotonic()))
+            self._work.put((fd, sock, session))
             return
         if want is SERVE:
             session.overloaded()
@@ -398,6 +403,7 @@ class PoolModel(ThreadModel):
             item = get()
             if item is None:
                 return
+            began = time.monotonic()
             if not isinstance(item, tuple):  # an exchange of a multiplexed connection
                 busy[n] = True
                 try:
@@ -405,9 +411,9 @@ class PoolModel(ThreadModel):
                 except Exception:
                     log.exception("exchange failed unexpectedly")
                 busy[n] = False
+                self._took(began)
                 continue
-            fd, sock, session, queued_at = item
-            self._last_wait = time.monotonic() - queued_at
+            fd, sock, session = item
             busy[n] = True
             try:
                 want = session.serve()
@@ -425,14 +431,22 @@ class PoolModel(ThreadModel):
                     break  # from here on the I/O thread may act on it: hands off
                 want = self._receive(fd, sock, session, missed & _HANGUP)
             busy[n] = False
+            self._took(began)
             if parked:
                 continue
             if want is WRITE and self._hand_over_writing(fd, sock):
                 continue  # the I/O thread sends the rest: this worker serves someone else
-            if want is SERVE:  # behind the work already queued, as a new request would be
-                put((fd, sock, session, time.monotonic()))
+            if want is SERVE:
+                put(item)  # behind the work already queued, as a new request would be
             else:
                 self._close(fd, sock, session)
+
+    def _took(self, began: float) -> None:
+        """A worker finished an item it began at ``began``: fold its time into the average
+        (the first one is the average: a server that starts under load has no other)."""
+        took = time.monotonic() - began
+        service = self._service_s
+        self._service_s = service + (took - service) * SERVICE_WEIGHT if service else took
 
     def _hand_over_writing(self, fd: int, sock: socket.socket) -> bool:
         """Give the I/O thread a connection whose response waits for its reader; False if
