@@ -76,8 +76,9 @@ class Config:
     )
     max_queue_wait: float = setting(
         5.0,
-        "pool: while requests wait longer than this for a worker, new ones get 503 at once, "
-        "so the ones served keep a bounded wait (0: only --max-queue bounds the queue)",
+        "pool: a request that would wait longer than this for a worker (those ahead of it "
+        "times a worker's average time per request) gets 503 at once, so the ones served keep "
+        "a bounded wait (0: only --max-queue bounds the queue)",
     )
     interface: str = setting("auto", "how the app is called", choices=INTERFACES)
     loop: str = setting("auto", "event loop for the asyncio model", choices=LOOPS)
