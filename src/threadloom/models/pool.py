@@ -337,7 +337,9 @@ class PoolModel(ThreadModel):
                 return
             except OSError:
                 self._writing.discard(fd)
-        if want is SERVE and self._admits():
+        # (an empty queue admits, unless an overload episode has yet to be logged as over:
+        # the usual case, decided without a call)
+        if want is SERVE and (not (self._work.qsize() or self._refused) or self._admits()):
             self._serving.add(fd)  # only this thread adds, and only for what it owns
             if self.mux.hands_off:
                 self.mux.serving(fd)
