@@ -93,6 +93,10 @@ class H2Protocol(asyncio.Protocol):
         self.write_paused = False
         self.tick: asyncio.Future[None] = loop.create_future()  # resolved on any change
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0  # when ``timer`` fires (loop time)
+        #: a read is being handled: what the core frames meanwhile is written once, at its
+        #: end, so the responses of the streams it started go out in one write
+        self.corked = False
         self.budget = SendBudget(settings.timeout_io, settings.min_send_rate)
         self.stall_timer: asyncio.TimerHandle | None = None  # the reader's SendBudget
         self.websockets: dict[int, StreamWebSocketHost] = {}  # streams that carry one
@@ -109,13 +113,17 @@ class H2Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         core = self.core
-        alive = core.feed(data, time.monotonic())
+        self.corked = True
+        try:
+            alive = core.feed(data, time.monotonic())
+            self._changed()
+            for stream in core.take_ready():
+                self._start(stream)
+            if self.websockets:
+                self._feed_websockets()
+        finally:
+            self.corked = False
         self._flush()
-        self._changed()
-        for stream in core.take_ready():
-            self._start(stream)
-        if self.websockets:
-            self._feed_websockets()
         if not alive or core.done:
             self._close()
         else:
@@ -178,7 +186,13 @@ class H2Protocol(asyncio.Protocol):
     # -- the connection ------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Hand the transport what the core framed (after every call into the core)."""
+        """Hand the transport what the core framed (after every call into the core); while
+        a read is handled (``corked``), once at its end instead: one write for every stream
+        it started, not one per response (the streams an ASGI app answers at once)."""
+        if not self.corked:
+            self._write_now()
+
+    def _write_now(self) -> None:
         data = self.core.output()
         transport = self.transport
         if data and transport is not None and not transport.is_closing():
@@ -207,14 +221,20 @@ class H2Protocol(asyncio.Protocol):
             raise StreamGone("the stream was reset or the connection lost")
 
     def _arm(self) -> None:
+        """Aim the timer at the core's deadline. A timer that fires no later is kept (it
+        finds the deadline moved and aims again), so that a busy connection, whose idle
+        deadline moves with every exchange, does not make and cancel a timer for each."""
         deadline = self.core.deadline()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if deadline is not None and not self.lost:
-            self.timer = self.loop.call_at(
-                self.loop.time() + (deadline - time.monotonic()), self._expire
-            )
+        if deadline is None or self.lost:
+            return  # (an armed timer fires, finds nothing due, and stops)
+        at = self.loop.time() + (deadline - time.monotonic())
+        timer = self.timer
+        if timer is not None:
+            if self.timer_at <= at:
+                return
+            timer.cancel()
+        self.timer_at = at
+        self.timer = self.loop.call_at(at, self._expire)
 
     def _expire(self) -> None:
         self.timer = None
@@ -230,6 +250,7 @@ class H2Protocol(asyncio.Protocol):
         self._close()
 
     def _close(self) -> None:
+        self._write_now()  # (what a corked read framed goes first)
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.close()
@@ -333,12 +354,12 @@ class H2Protocol(asyncio.Protocol):
         self.core.finish(stream, status, sent, elapsed, time.monotonic(), remote, request_id)
         STATS.h2_request()
         self.running -= 1
-        self._flush()
         if self.lost:
             self._maybe_done()
         elif self.core.done:
             self._close()
-        else:
+        elif not self.corked:  # (else the read's end writes and arms)
+            self._flush()
             self._arm()
 
     # -- a stream's output and input (loop thread) -----------------------------------------
@@ -387,9 +408,11 @@ class H2Protocol(asyncio.Protocol):
         return sent
 
     async def _backpressure(self, stream: H2Stream, end: bool) -> None:
-        """A streamed response waits while too much of it waits (window or transport)."""
+        """A streamed response waits while too much of it waits (window or transport):
+        written now even in a corked read, so that the transport's bound holds."""
         if end:
             return
+        self._write_now()
         await self.wait_until(
             stream,
             lambda: self.core.queued(stream) <= STREAM_QUEUE_MAX and not self.write_paused,
