@@ -367,16 +367,29 @@ class H2Protocol(asyncio.Protocol):
     async def respond(
         self, stream: H2Stream, headers: list[tuple[bytes, bytes]], body: bytes, end: bool
     ) -> None:
+        self.respond_now(stream, headers, body, end)
+        if not end:
+            await self.backpressure(stream)
+
+    async def send(self, stream: H2Stream, data: bytes, end: bool) -> None:
+        self.send_now(stream, data, end)
+        if not end:
+            await self.backpressure(stream)
+
+    def respond_now(
+        self, stream: H2Stream, headers: list[tuple[bytes, bytes]], body: bytes, end: bool
+    ) -> None:
+        """:meth:`respond` without the wait (an ASGI app calls it on the loop: a whole
+        response then costs no coroutine); StreamGone if the stream was reset."""
         if not self.core.respond(stream, headers, body, end, time.monotonic()):
             raise StreamGone("the stream was reset")
         self._flush()
-        await self._backpressure(stream, end)
 
-    async def send(self, stream: H2Stream, data: bytes, end: bool) -> None:
+    def send_now(self, stream: H2Stream, data: bytes, end: bool) -> None:
+        """:meth:`send` without the wait."""
         if not self.core.send_body(stream, data, end, time.monotonic()):
             raise StreamGone("the stream was reset")
         self._flush()
-        await self._backpressure(stream, end)
 
     async def send_file(
         self, stream: H2Stream, headers: list[tuple[bytes, bytes]], segment: FileSegment
@@ -407,11 +420,9 @@ class H2Protocol(asyncio.Protocol):
             sent += len(piece)
         return sent
 
-    async def _backpressure(self, stream: H2Stream, end: bool) -> None:
+    async def backpressure(self, stream: H2Stream) -> None:
         """A streamed response waits while too much of it waits (window or transport):
         written now even in a corked read, so that the transport's bound holds."""
-        if end:
-            return
         self._write_now()
         await self.wait_until(
             stream,
@@ -513,13 +524,16 @@ class ASGIStream:
         length = None if more else len(data)
         if self.stream.request.method == "HEAD":
             data = b""
+        proto = self.proto
         if not self.stream.started:
             headers = response_headers(self.status, self.headers, length)  # may refuse
             self.complete = not more
-            await self.proto.respond(self.stream, headers, data, not more)
+            proto.respond_now(self.stream, headers, data, not more)
         else:
             self.complete = not more
-            await self.proto.send(self.stream, data, not more)
+            proto.send_now(self.stream, data, not more)
+        if more:
+            await proto.backpressure(self.stream)
         self.sent += len(data)
 
     async def _pathsend(self, message: Message) -> None:
