@@ -496,45 +496,52 @@ class ASGIStream:
         if stream.reset or proto.lost:
             raise StreamGone("the client went away")
         kind = message["type"]
-        if kind == "http.response.start":
-            if self.status:
-                raise LocalProtocolError("http.response.start sent twice")
-            status = message.get("status")
-            if not isinstance(status, int) or not 100 <= status <= 999:
-                raise LocalProtocolError(f"bad status {status!r} in http.response.start")
-            self.status = status
-            self.headers = [*(message.get("headers") or ()), *self.headers]
-        elif kind == "http.response.body":
-            await self._body(message)
+        if kind == "http.response.body":
+            sent = self._body(message)
+            if not self.complete:  # a streamed response waits while too much of it waits
+                await proto.backpressure(stream)
+            self.sent += sent
+        elif kind == "http.response.start":
+            self._start_response(message)
         elif kind == PATHSEND:
             await self._pathsend(message)
         else:
             raise LocalProtocolError(f"unexpected ASGI message {kind!r} for an http scope")
 
-    async def _body(self, message: Message) -> None:
+    def _start_response(self, message: Message) -> None:
+        if self.status:
+            raise LocalProtocolError("http.response.start sent twice")
+        status = message.get("status")
+        if not isinstance(status, int) or not 100 <= status <= 999:
+            raise LocalProtocolError(f"bad status {status!r} in http.response.start")
+        self.status = status
+        self.headers = [*(message.get("headers") or ()), *self.headers]
+
+    def _body(self, message: Message) -> int:
+        """Frame an ``http.response.body`` (never waits: :meth:`send` does); the bytes
+        it carried."""
         if not self.status:
             raise LocalProtocolError("http.response.body sent before http.response.start")
         if self.complete:
             raise LocalProtocolError("http.response.body sent after the response completed")
         data = message.get("body", b"")
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise LocalProtocolError("http.response.body needs bytes")
-        data = bytes(data)
+        if type(data) is not bytes:
+            if not isinstance(data, bytearray | memoryview):
+                raise LocalProtocolError("http.response.body needs bytes")
+            data = bytes(data)
         more = bool(message.get("more_body", False))
         length = None if more else len(data)
-        if self.stream.request.method == "HEAD":
+        stream = self.stream
+        if stream.request.method == "HEAD":
             data = b""
-        proto = self.proto
-        if not self.stream.started:
+        if not stream.started:
             headers = response_headers(self.status, self.headers, length)  # may refuse
             self.complete = not more
-            proto.respond_now(self.stream, headers, data, not more)
+            self.proto.respond_now(stream, headers, data, not more)
         else:
             self.complete = not more
-            proto.send_now(self.stream, data, not more)
-        if more:
-            await proto.backpressure(self.stream)
-        self.sent += len(data)
+            self.proto.send_now(stream, data, not more)
+        return len(data)
 
     async def _pathsend(self, message: Message) -> None:
         """The file a pathsend names as the stream's whole body, opened now and closed
