@@ -5,8 +5,9 @@ Theory of operation
 :class:`~threadloom.engine.http_aio.HTTPProtocol` hands a connection that opens with the
 HTTP/2 preface to an :class:`H2Protocol` (``transport.set_protocol``). The loop thread owns
 the connection and the core: ``data_received`` feeds it, one timer aims at its deadline,
-and every frame it makes goes to the transport at once, in order (one writer). Each stream
-is an exchange of its own:
+and every frame it makes goes to the transport in order (one writer): at once, except
+while a read is handled, whose frames (the answers of the ASGI apps it started) go in one
+write at its end. Each stream is an exchange of its own:
 
 * an ASGI app runs on the loop for each stream, at once (eagerly, as over HTTP/1.1), its
   ``receive`` taking body bytes as they come (the window given back as it takes them) and
