@@ -49,11 +49,14 @@ DONE = re.compile(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeede
 
 
 def server_command(args: argparse.Namespace, port: int) -> list[str]:
-    """threadloom serving the workload's app under the model asked for."""
+    """threadloom serving the workload's app under the model asked for. The keep-alive
+    timeout is long: under valgrind one turn of the loop over 64 connections with 10
+    requests each can take longer than the default 5 s, and a connection whose next
+    requests wait unread would be closed as idle (h2load then counts them failed)."""
     app = f"{args.workload}_{args.interface}:app"
     return [
         str(PYTHON), "-m", "threadloom", "serve", app, "--model", args.model,
-        "--threads", str(args.threads), "--no-access-log",
+        "--threads", str(args.threads), "--no-access-log", "--timeout-keep-alive", "120",
         "--bind", f"127.0.0.1:{port}",
     ]  # fmt: skip
 
@@ -85,6 +88,8 @@ def load(args: argparse.Namespace, port: int, requests: int) -> None:
     result = subprocess.run(
         [*command, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=False
     )
+    if args.http == "2" and "Application protocol: h2c" not in result.stdout:
+        raise SystemExit(f"h2load did not speak h2c (prior knowledge):\n{result.stdout[-800:]}")
     found = DONE.search(result.stdout)
     if not found or int(found.group(2)) != requests:
         raise SystemExit(f"h2load: not every request succeeded:\n{result.stdout[-800:]}")

@@ -70,6 +70,7 @@ class H2Session:
         self.outbox = outbox
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
+        self.waiting = 0  # threads in changed.wait(): a read wakes them only if any
         # RFC 8441 for a sync WebSocket handler beside the WSGI app (async ones need a loop)
         websockets = settings.ws is not None and not settings.ws.is_async
         self.core = H2Core(settings, time.monotonic(), addr, websockets=websockets)
@@ -85,7 +86,8 @@ class H2Session:
             alive = self.core.feed(data, time.monotonic())
             ready = self.core.take_ready()
             self._write_out()
-            self.changed.notify_all()
+            if self.waiting:
+                self.changed.notify_all()
         if not alive:
             self._lose()
         for stream in ready:
@@ -355,7 +357,11 @@ class H2Session:
             if self.settings.exchanges is None:
                 self._read_here(left)  # this thread is the connection's owner (single)
             else:
-                self.changed.wait(left)
+                self.waiting += 1
+                try:
+                    self.changed.wait(left)
+                finally:
+                    self.waiting -= 1
         if stream.reset or self.lost:
             raise StreamGone("the stream was reset or the connection lost")
         return True

@@ -5,8 +5,9 @@ Theory of operation
 :class:`~threadloom.engine.http_aio.HTTPProtocol` hands a connection that opens with the
 HTTP/2 preface to an :class:`H2Protocol` (``transport.set_protocol``). The loop thread owns
 the connection and the core: ``data_received`` feeds it, one timer aims at its deadline,
-and every frame it makes goes to the transport at once, in order (one writer). Each stream
-is an exchange of its own:
+and every frame it makes goes to the transport in order (one writer): at once, except
+while a read is handled, whose frames (the answers of the ASGI apps it started) go in one
+write at its end. Each stream is an exchange of its own:
 
 * an ASGI app runs on the loop for each stream, at once (eagerly, as over HTTP/1.1), its
   ``receive`` taking body bytes as they come (the window given back as it takes them) and
@@ -93,6 +94,10 @@ class H2Protocol(asyncio.Protocol):
         self.write_paused = False
         self.tick: asyncio.Future[None] = loop.create_future()  # resolved on any change
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0  # when ``timer`` fires (loop time)
+        #: a read is being handled: what the core frames meanwhile is written once, at its
+        #: end, so the responses of the streams it started go out in one write
+        self.corked = False
         self.budget = SendBudget(settings.timeout_io, settings.min_send_rate)
         self.stall_timer: asyncio.TimerHandle | None = None  # the reader's SendBudget
         self.websockets: dict[int, StreamWebSocketHost] = {}  # streams that carry one
@@ -109,13 +114,17 @@ class H2Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         core = self.core
-        alive = core.feed(data, time.monotonic())
+        self.corked = True
+        try:
+            alive = core.feed(data, time.monotonic())
+            self._changed()
+            for stream in core.take_ready():
+                self._start(stream)
+            if self.websockets:
+                self._feed_websockets()
+        finally:
+            self.corked = False
         self._flush()
-        self._changed()
-        for stream in core.take_ready():
-            self._start(stream)
-        if self.websockets:
-            self._feed_websockets()
         if not alive or core.done:
             self._close()
         else:
@@ -178,7 +187,13 @@ class H2Protocol(asyncio.Protocol):
     # -- the connection ------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Hand the transport what the core framed (after every call into the core)."""
+        """Hand the transport what the core framed (after every call into the core); while
+        a read is handled (``corked``), once at its end instead: one write for every stream
+        it started, not one per response (the streams an ASGI app answers at once)."""
+        if not self.corked:
+            self._write_now()
+
+    def _write_now(self) -> None:
         data = self.core.output()
         transport = self.transport
         if data and transport is not None and not transport.is_closing():
@@ -207,14 +222,20 @@ class H2Protocol(asyncio.Protocol):
             raise StreamGone("the stream was reset or the connection lost")
 
     def _arm(self) -> None:
+        """Aim the timer at the core's deadline. A timer that fires no later is kept (it
+        finds the deadline moved and aims again), so that a busy connection, whose idle
+        deadline moves with every exchange, does not make and cancel a timer for each."""
         deadline = self.core.deadline()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if deadline is not None and not self.lost:
-            self.timer = self.loop.call_at(
-                self.loop.time() + (deadline - time.monotonic()), self._expire
-            )
+        if deadline is None or self.lost:
+            return  # (an armed timer fires, finds nothing due, and stops)
+        at = self.loop.time() + (deadline - time.monotonic())
+        timer = self.timer
+        if timer is not None:
+            if self.timer_at <= at:
+                return
+            timer.cancel()
+        self.timer_at = at
+        self.timer = self.loop.call_at(at, self._expire)
 
     def _expire(self) -> None:
         self.timer = None
@@ -230,6 +251,7 @@ class H2Protocol(asyncio.Protocol):
         self._close()
 
     def _close(self) -> None:
+        self._write_now()  # (what a corked read framed goes first)
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.close()
@@ -333,12 +355,12 @@ class H2Protocol(asyncio.Protocol):
         self.core.finish(stream, status, sent, elapsed, time.monotonic(), remote, request_id)
         STATS.h2_request()
         self.running -= 1
-        self._flush()
         if self.lost:
             self._maybe_done()
         elif self.core.done:
             self._close()
-        else:
+        elif not self.corked:  # (else the read's end writes and arms)
+            self._flush()
             self._arm()
 
     # -- a stream's output and input (loop thread) -----------------------------------------
@@ -346,16 +368,29 @@ class H2Protocol(asyncio.Protocol):
     async def respond(
         self, stream: H2Stream, headers: list[tuple[bytes, bytes]], body: bytes, end: bool
     ) -> None:
+        self.respond_now(stream, headers, body, end)
+        if not end:
+            await self.backpressure(stream)
+
+    async def send(self, stream: H2Stream, data: bytes, end: bool) -> None:
+        self.send_now(stream, data, end)
+        if not end:
+            await self.backpressure(stream)
+
+    def respond_now(
+        self, stream: H2Stream, headers: list[tuple[bytes, bytes]], body: bytes, end: bool
+    ) -> None:
+        """:meth:`respond` without the wait (an ASGI app calls it on the loop: a whole
+        response then costs no coroutine); StreamGone if the stream was reset."""
         if not self.core.respond(stream, headers, body, end, time.monotonic()):
             raise StreamGone("the stream was reset")
         self._flush()
-        await self._backpressure(stream, end)
 
-    async def send(self, stream: H2Stream, data: bytes, end: bool) -> None:
+    def send_now(self, stream: H2Stream, data: bytes, end: bool) -> None:
+        """:meth:`send` without the wait."""
         if not self.core.send_body(stream, data, end, time.monotonic()):
             raise StreamGone("the stream was reset")
         self._flush()
-        await self._backpressure(stream, end)
 
     async def send_file(
         self, stream: H2Stream, headers: list[tuple[bytes, bytes]], segment: FileSegment
@@ -386,10 +421,10 @@ class H2Protocol(asyncio.Protocol):
             sent += len(piece)
         return sent
 
-    async def _backpressure(self, stream: H2Stream, end: bool) -> None:
-        """A streamed response waits while too much of it waits (window or transport)."""
-        if end:
-            return
+    async def backpressure(self, stream: H2Stream) -> None:
+        """A streamed response waits while too much of it waits (window or transport):
+        written now even in a corked read, so that the transport's bound holds."""
+        self._write_now()
         await self.wait_until(
             stream,
             lambda: self.core.queued(stream) <= STREAM_QUEUE_MAX and not self.write_paused,
@@ -462,42 +497,52 @@ class ASGIStream:
         if stream.reset or proto.lost:
             raise StreamGone("the client went away")
         kind = message["type"]
-        if kind == "http.response.start":
-            if self.status:
-                raise LocalProtocolError("http.response.start sent twice")
-            status = message.get("status")
-            if not isinstance(status, int) or not 100 <= status <= 999:
-                raise LocalProtocolError(f"bad status {status!r} in http.response.start")
-            self.status = status
-            self.headers = [*(message.get("headers") or ()), *self.headers]
-        elif kind == "http.response.body":
-            await self._body(message)
+        if kind == "http.response.body":
+            sent = self._body(message)
+            if not self.complete:  # a streamed response waits while too much of it waits
+                await proto.backpressure(stream)
+            self.sent += sent
+        elif kind == "http.response.start":
+            self._start_response(message)
         elif kind == PATHSEND:
             await self._pathsend(message)
         else:
             raise LocalProtocolError(f"unexpected ASGI message {kind!r} for an http scope")
 
-    async def _body(self, message: Message) -> None:
+    def _start_response(self, message: Message) -> None:
+        if self.status:
+            raise LocalProtocolError("http.response.start sent twice")
+        status = message.get("status")
+        if not isinstance(status, int) or not 100 <= status <= 999:
+            raise LocalProtocolError(f"bad status {status!r} in http.response.start")
+        self.status = status
+        self.headers = [*(message.get("headers") or ()), *self.headers]
+
+    def _body(self, message: Message) -> int:
+        """Frame an ``http.response.body`` (never waits: :meth:`send` does); the bytes
+        it carried."""
         if not self.status:
             raise LocalProtocolError("http.response.body sent before http.response.start")
         if self.complete:
             raise LocalProtocolError("http.response.body sent after the response completed")
         data = message.get("body", b"")
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise LocalProtocolError("http.response.body needs bytes")
-        data = bytes(data)
+        if type(data) is not bytes:
+            if not isinstance(data, bytearray | memoryview):
+                raise LocalProtocolError("http.response.body needs bytes")
+            data = bytes(data)
         more = bool(message.get("more_body", False))
         length = None if more else len(data)
-        if self.stream.request.method == "HEAD":
+        stream = self.stream
+        if stream.request.method == "HEAD":
             data = b""
-        if not self.stream.started:
+        if not stream.started:
             headers = response_headers(self.status, self.headers, length)  # may refuse
             self.complete = not more
-            await self.proto.respond(self.stream, headers, data, not more)
+            self.proto.respond_now(stream, headers, data, not more)
         else:
             self.complete = not more
-            await self.proto.send(self.stream, data, not more)
-        self.sent += len(data)
+            self.proto.send_now(stream, data, not more)
+        return len(data)
 
     async def _pathsend(self, message: Message) -> None:
         """The file a pathsend names as the stream's whole body, opened now and closed

@@ -347,11 +347,16 @@ class H2Core:
             return False
         self.now = now
         stream.started = True
-        if end and not body:
-            self.conn.send_headers(stream.id, headers, end=True)
+        conn = self.conn
+        if end and (not body or len(body) <= conn.window(stream.id)):
+            # a whole response the windows take (the usual small one): framed now, with
+            # nothing queued on the stream
+            conn.send_headers(stream.id, headers, end=not body)
+            if body:
+                conn.send_data(stream.id, body, True)
             stream.out_end = stream.ended_out = True
             return True
-        self.conn.send_headers(stream.id, headers, end=False)
+        conn.send_headers(stream.id, headers, end=False)
         return self.send_body(stream, body, end, now)
 
     def send_body(self, stream: H2Stream, data: bytes | memoryview, end: bool, now: float) -> bool:

@@ -226,7 +226,7 @@ class WSGIRunner:
         """:meth:`run` for an HTTP/2 stream: the same environ (``SERVER_PROTOCOL``
         ``HTTP/2``) and app conventions; the response goes out as a header list and body
         pieces (``sink``), which the engine frames."""
-        env = self.environ_py(request, body, client)
+        env = self.environ(request, body, client)
         remote = None
         if self.proxies is not None and self.proxies.trusts_client(client):
             remote = _forward(env, self.proxies)

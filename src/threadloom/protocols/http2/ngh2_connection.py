@@ -438,10 +438,12 @@ class Ngh2Connection:
         return flags is not None and not flags & (_OURS | _PEER) and not self._dead
 
     def data_to_send(self) -> bytes:
+        """What to write, in order; asking nghttp2 only when it has something (the
+        engine asks after every call, and most calls frame nothing)."""
         out = self._out
         if not self._dead:
             try:
-                more = self.core.data_to_send()
+                more = self.core.data_to_send() if self.core.want_write else b""
             except ngh2.NGH2Error:
                 more = b""
             if not out:

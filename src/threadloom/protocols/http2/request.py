@@ -6,6 +6,12 @@ from collections.abc import Iterable
 
 from threadloom.protocols.http1 import Request
 
+#: the usual methods' names as text, made once (any other is decoded per request)
+_METHODS = {
+    name.encode("ascii"): name
+    for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT")
+}
+
 
 def request_from_fields(headers: Iterable[tuple[bytes, bytes]]) -> Request | None:
     """A :class:`Request` (``http_version`` ``"2"``) from a header list the core validated
@@ -24,7 +30,7 @@ def request_from_fields(headers: Iterable[tuple[bytes, bytes]]) -> Request | Non
     for name, value in headers:
         if name[0] == 58:  # b":"
             if name == b":method":
-                request.method = value.decode("latin-1")
+                request.method = _METHODS.get(value) or value.decode("latin-1")
             elif name == b":path":
                 request.set_target(value)
             elif name == b":authority":

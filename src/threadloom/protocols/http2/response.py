@@ -17,11 +17,43 @@ from threadloom.errors import LocalProtocolError
 from threadloom.protocols.http1.dates import DEFAULT_DATES
 from threadloom.protocols.http1.response import SERVER, check_field
 
-_CONNECTION_SPECIFIC = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
+#: what a field's name means here; any other name is _PLAIN
+_PLAIN, _DROPPED, _DATE, _SERVER, _LENGTH = range(5)
+_KINDS = dict.fromkeys(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"),
+    _DROPPED,
+) | {b"date": _DATE, b"server": _SERVER, b"content-length": _LENGTH}
 _STATUS = {code: str(code).encode("ascii") for code in range(100, 600)}
-_SERVER = (b"server", SERVER)
+_SERVER_FIELD = (b"server", SERVER)
+#: fields checked before, by the app's (name, value): an app sends the same few on every
+#: response, so each is checked once (values over _CACHE_VALUE_MAX are checked each time;
+#: the memo is emptied when full, so varying values cannot crowd out the constant ones)
+_FIELDS: dict[tuple[str | bytes, str | bytes], tuple[tuple[bytes, bytes], int]] = {}
+_CACHE_MAX = 2048
+_CACHE_VALUE_MAX = 200
+
+
+def _field(name: str | bytes, value: str | bytes) -> tuple[tuple[bytes, bytes], int]:
+    """One field of the app's, checked by HTTP/1.1's rule and lower-cased, and its kind."""
+    try:
+        entry = _FIELDS.get((name, value))
+    except TypeError:  # unhashable, so not str or bytes: check_field will say so
+        entry = None
+    if entry is not None:
+        return entry
+    bname, bvalue = check_field(name, value)
+    bname = bname.lower()
+    entry = (bname, bvalue), _KINDS.get(bname, _PLAIN)
+    if len(bvalue) <= _CACHE_VALUE_MAX:
+        if len(_FIELDS) >= _CACHE_MAX:
+            _FIELDS.clear()
+        _FIELDS[(name, value)] = entry
+    return entry
+
+
+def _check_length(value: bytes, length: int | None) -> None:
+    if not (value.isdigit() and int(value) == length):
+        raise LocalProtocolError(f"Content-Length {value!r} but a body of {length} bytes")
 
 
 def response_headers(
@@ -42,25 +74,18 @@ def response_headers(
             raise LocalProtocolError(f"invalid status {status!r}")
         code = str(status).encode("ascii")
     out = [(b":status", code)]
-    have_date = have_server = have_length = False
+    seen = 0  # the kinds present, as bits
     for name, value in headers:
-        bname, bvalue = check_field(name, value)
-        bname = bname.lower()
-        if bname in _CONNECTION_SPECIFIC:
-            continue
-        if bname == b"date":
-            have_date = True
-        elif bname == b"server":
-            have_server = True
-        elif bname == b"content-length":
-            have_length = True
-            if exact and not (bvalue.isdigit() and int(bvalue) == length):
-                raise LocalProtocolError(f"Content-Length {bvalue!r} but a body of {length} bytes")
-        out.append((bname, bvalue))
-    if not have_date:
+        field, kind = _field(name, value)
+        if kind != _DROPPED:
+            seen |= 1 << kind
+            out.append(field)
+            if kind == _LENGTH and exact:
+                _check_length(field[1], length)
+    if not seen & (1 << _DATE):
         out.append((b"date", DEFAULT_DATES.header_value()))
-    if not have_server:
-        out.append(_SERVER)
-    if length is not None and not have_length and status not in (204, 304):
+    if not seen & (1 << _SERVER):
+        out.append(_SERVER_FIELD)
+    if length is not None and not seen & (1 << _LENGTH) and status not in (204, 304):
         out.append((b"content-length", str(length).encode("ascii")))
     return out
