@@ -49,6 +49,7 @@ from threadloom.interfaces.asgi import (
     http_scope,
     log_app_end,
     open_pathsend,
+    start_status,
 )
 from threadloom.interfaces.static import send_over_stream
 from threadloom.protocols.http1 import Request, RequestBody
@@ -510,12 +511,7 @@ class ASGIStream:
             raise LocalProtocolError(f"unexpected ASGI message {kind!r} for an http scope")
 
     def _start_response(self, message: Message) -> None:
-        if self.status:
-            raise LocalProtocolError("http.response.start sent twice")
-        status = message.get("status")
-        if not isinstance(status, int) or not 100 <= status <= 999:
-            raise LocalProtocolError(f"bad status {status!r} in http.response.start")
-        self.status = status
+        self.status = start_status(message, self.status)
         self.headers = [*(message.get("headers") or ()), *self.headers]
 
     def _body(self, message: Message) -> int:

@@ -144,6 +144,17 @@ def open_pathsend(message: Message) -> tuple[int, int]:
     return fd, info.st_size
 
 
+def start_status(message: Message, status_so_far: int) -> int:
+    """The status of an ``http.response.start``, checked: the one rule for both protocols
+    (``status_so_far``: the response's status until now, 0 before a start)."""
+    if status_so_far:
+        raise LocalProtocolError("http.response.start sent twice")
+    status = message.get("status")
+    if not isinstance(status, int) or not 100 <= status <= 999:
+        raise LocalProtocolError(f"bad status {status!r} in http.response.start")
+    return status
+
+
 class ResponseState:
     """Validates and frames one response's messages (see the module docstring)."""
 
@@ -175,12 +186,7 @@ class ResponseState:
 
     def start(self, message: Message) -> bytes:
         """``http.response.start``: returns the head, unless the first body can join it."""
-        if self.status:
-            raise LocalProtocolError("http.response.start sent twice")
-        status = message.get("status")
-        if not isinstance(status, int) or not 100 <= status <= 999:
-            raise LocalProtocolError(f"bad status {status!r} in http.response.start")
-        self.status = status
+        self.status = start_status(message, self.status)
         self._headers = message.get("headers") or ()
         return b""
 

@@ -38,11 +38,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from http import HTTPStatus
+from typing import TypeVar
 
 from threadloom.errors import LocalProtocolError
 from threadloom.protocols.http1.dates import DEFAULT_DATES
 from threadloom.protocols.http1.request import Request
 from threadloom.protocols.http1.speedups import bind_response, render_whole, scan_headers
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -108,11 +112,19 @@ def _header_line(name: str | bytes, value: str | bytes) -> tuple[bytes, int, byt
     bname, bvalue = check_field(name, value)
     kind = _KINDS.get(bname.lower(), _PLAIN)
     entry = (b"%s: %s\r\n" % (bname, bvalue), kind, bvalue)
-    if len(bvalue) <= _CACHE_VALUE_MAX:
-        if len(_LINES) >= _CACHE_MAX:
-            _LINES.clear()  # varying values (lengths, ETags) must not crowd out constant ones
-        _LINES[(name, value)] = entry
+    remember(_LINES, (name, value), entry, len(bvalue))
     return entry
+
+
+def remember(memo: dict[K, V], key: K, entry: V, value_size: int) -> None:
+    """Keep a checked field's ``entry`` in ``memo`` (HTTP/1.1's lines, HTTP/2's fields):
+    only values of at most _CACHE_VALUE_MAX bytes, and the memo is emptied when full, so
+    varying values (lengths, ETags) cannot crowd out the constant ones an app sends on
+    every response."""
+    if value_size <= _CACHE_VALUE_MAX:
+        if len(memo) >= _CACHE_MAX:
+            memo.clear()
+        memo[key] = entry
 
 
 def check_field(name: str | bytes, value: str | bytes) -> tuple[bytes, bytes]:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from threadloom.errors import LocalProtocolError
 from threadloom.protocols.http1.dates import DEFAULT_DATES
-from threadloom.protocols.http1.response import SERVER, check_field
+from threadloom.protocols.http1.response import SERVER, check_field, remember
 
 #: what a field's name means here; any other name is _PLAIN
 _PLAIN, _DROPPED, _DATE, _SERVER, _LENGTH = range(5)
@@ -26,11 +26,8 @@ _KINDS = dict.fromkeys(
 _STATUS = {code: str(code).encode("ascii") for code in range(100, 600)}
 _SERVER_FIELD = (b"server", SERVER)
 #: fields checked before, by the app's (name, value): an app sends the same few on every
-#: response, so each is checked once (values over _CACHE_VALUE_MAX are checked each time;
-#: the memo is emptied when full, so varying values cannot crowd out the constant ones)
+#: response, so each is checked once (bounded as HTTP/1.1's lines are: ``remember``)
 _FIELDS: dict[tuple[str | bytes, str | bytes], tuple[tuple[bytes, bytes], int]] = {}
-_CACHE_MAX = 2048
-_CACHE_VALUE_MAX = 200
 
 
 def _field(name: str | bytes, value: str | bytes) -> tuple[tuple[bytes, bytes], int]:
@@ -44,10 +41,7 @@ def _field(name: str | bytes, value: str | bytes) -> tuple[tuple[bytes, bytes], 
     bname, bvalue = check_field(name, value)
     bname = bname.lower()
     entry = (bname, bvalue), _KINDS.get(bname, _PLAIN)
-    if len(bvalue) <= _CACHE_VALUE_MAX:
-        if len(_FIELDS) >= _CACHE_MAX:
-            _FIELDS.clear()
-        _FIELDS[(name, value)] = entry
+    remember(_FIELDS, (name, value), entry, len(bvalue))
     return entry
 
 
