@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import hashlib
 import http.client
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from threadloom.server import Server
 from threadloom.testing import MODELS, running_server
 
 CSS = b"body { color: #333; }\n" * 50
+BIG = os.urandom(6 * 1024 * 1024 + 12345)  # more than both ends' socket buffers take
 
 
 def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -47,6 +50,7 @@ def public(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (public / "app.js.gz").write_bytes(gzip.compress(b"console.log('gzip');\n"))
     (public / "app.js.br").write_bytes(b"pretend-brotli")
     (public / "sub" / "deep.txt").write_bytes(b"deep\n")
+    (public / "big.bin").write_bytes(BIG)
     (root / "secret.txt").write_bytes(b"secret\n")
     (public / "escape").symlink_to(root / "secret.txt")
     (public / "inside").symlink_to(public / "site.css")
@@ -176,6 +180,30 @@ def test_keep_alive_goes_on_after_a_file(server: Server) -> None:
             conn.getresponse().read()
     finally:
         conn.close()
+
+
+def test_a_large_file_to_a_lagging_reader_then_the_next_request(server: Server) -> None:
+    """The socket fills, the rest of the file goes out on later writable edges (under
+    asyncio, ``sendfile`` with the transport's wake pieces between), every byte in order,
+    and the pipelined request after it is answered after it."""
+    with socket.create_connection(server.addresses[0], timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(
+            b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /static/site.css HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        time.sleep(0.3)  # the server's socket fills while nobody reads
+        data = bytearray()
+        while chunk := sock.recv(256 * 1024):
+            data += chunk
+            time.sleep(0.001)  # a reader that keeps lagging
+    head, _, rest = bytes(data).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert f"\r\ncontent-length: {len(BIG)}".encode() in head.lower()
+    body, rest = rest[: len(BIG)], rest[len(BIG) :]
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256(BIG).hexdigest()
+    second_head, _, second_body = rest.partition(b"\r\n\r\n")
+    assert second_head.startswith(b"HTTP/1.1 200") and second_body == CSS
 
 
 def test_a_bad_mount_is_one_line() -> None:

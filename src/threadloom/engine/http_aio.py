@@ -32,6 +32,7 @@ import time
 from collections import deque
 from typing import Any, cast
 
+from threadloom import portable
 from threadloom.engine.asgi_http import ASGICycle
 from threadloom.engine.h2_aio import H2Protocol
 from threadloom.engine.http1_core import HTTP1Core, HTTPSettings, Route
@@ -62,6 +63,9 @@ ASGI = Route.ASGI  # (a module global: reading it through the enum class costs ~
 TIMER_SLACK = 0.01
 #: The slice, and the transport's high-water mark, under TLS (see connection_made).
 TLS_SLICE = 16 * 1024
+#: What of a file is read and handed to the transport when ``sendfile`` has filled the socket:
+#: the transport then says when it has drained (resume_writing) and the kernel copies on.
+WAKE_PIECE = 16 * 1024
 
 
 class HTTPProtocol(asyncio.Protocol):
@@ -92,6 +96,10 @@ class HTTPProtocol(asyncio.Protocol):
         #: what waits for the transport (loop): views of the app's buffers, and files
         self.pending: deque[memoryview | FileSegment] = deque()
         self.slice = SLICE  # the most handed to the transport at once
+        #: the socket ``os.sendfile`` copies files to: None until a file is sent, False
+        #: where the kernel cannot (TLS, no sendfile, a transport without a socket)
+        self.file_sink: Any = None
+        self.waking = False  # a wake piece is out: the transport's limits are (0, 0)
         self.write_paused = False  # the transport asked us to stop (pending then waits)
         self.close_when_sent = False
         self.budget = SendBudget(settings.timeout_io, settings.min_send_rate)
@@ -216,6 +224,8 @@ class HTTPProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.waking:
+            self._stop_waking()
         self._pump()
         if self.write_paused:
             return  # pending filled the transport again
@@ -457,7 +467,9 @@ class HTTPProtocol(asyncio.Protocol):
                 return
             first = pending[0]
             if isinstance(first, FileSegment):
-                piece: bytes | memoryview = self._read_file(first)
+                piece: bytes | memoryview | None = self._file_piece(first, transport)
+                if piece is None:
+                    continue  # the kernel took the whole file
             else:
                 piece = first[: self.slice]
                 if len(first) > self.slice:
@@ -479,20 +491,69 @@ class HTTPProtocol(asyncio.Protocol):
         self.pending.append(segment)
         self._pump()
 
-    def _read_file(self, segment: FileSegment) -> bytes:
+    def _file_piece(self, segment: FileSegment, transport: asyncio.Transport) -> bytes | None:
+        """What of a waiting file goes through the transport now. With nothing ahead of it
+        in the transport's buffer the kernel copies the file (``os.sendfile``: no read, no
+        copy in the transport): None once it took the whole file; else a short piece read,
+        whose flush the transport reports (its limits set to pause at once), so that the
+        kernel copies the rest on the next writable edge. Otherwise a slice read, as where
+        the kernel cannot (TLS); b"" if the file failed (the connection is then dropped)."""
+        if transport.get_write_buffer_size() or not self._kernel_copies(transport):
+            return self._read_file(segment, self.slice)
+        try:
+            sent = segment.send(self.file_sink)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            return self._file_failed(exc)
+        if sent:
+            self.budget.took(sent, self.loop.time())
+            self.bridge.took(sent)
+        if not segment.remaining:
+            self.pending.popleft()
+            segment.close()
+            if self.waking:
+                self._stop_waking()
+            return None
+        if not self.waking:
+            self.waking = True
+            transport.set_write_buffer_limits(high=0)
+        return self._read_file(segment, WAKE_PIECE)
+
+    def _kernel_copies(self, transport: asyncio.Transport) -> bool:
+        """Whether ``os.sendfile`` may copy files to this connection's socket (asked once)."""
+        if self.file_sink is None:
+            sock = transport.get_extra_info("socket")
+            plain = transport.get_extra_info("sslcontext") is None
+            ok = plain and sock is not None and portable.kernel_sends_files()
+            self.file_sink = sock if ok else False
+        return self.file_sink is not False
+
+    def _stop_waking(self) -> None:
+        """Give the transport back its usual limits (a file's wake piece has drained)."""
+        self.waking = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.set_write_buffer_limits()
+
+    def _read_file(self, segment: FileSegment, most: int) -> bytes:
         """The next slice of a waiting file; b"" (and the connection dropped, as its
         framing is broken) if the file ended before its promised length."""
         try:
-            piece = segment.read(self.slice)
+            piece = segment.read(most)
         except OSError as exc:
-            log.warning("%s: a file being sent failed: %s; connection dropped", self.addr, exc)
-            self.abort()
-            self._drop_pending()
-            return b""
+            return self._file_failed(exc)
         if not segment.remaining:
             self.pending.popleft()
             segment.close()
         return piece
+
+    def _file_failed(self, exc: OSError) -> bytes:
+        """A file being sent failed (or ended early, or the peer left): drop the connection,
+        as the response's framing is broken."""
+        log.warning("%s: a file being sent failed: %s; connection dropped", self.addr, exc)
+        self.abort()
+        self._drop_pending()
+        return b""
 
     def _drop_pending(self) -> None:
         """Forget what waits (the connection is gone), closing the files' descriptors."""
