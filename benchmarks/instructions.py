@@ -43,6 +43,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from payloads import POST_BODY  # noqa: E402
+
 PYTHON = ROOT / ".venv" / "bin" / "python"
 TOTALS = re.compile(rb"^(?:summary|totals):\s+(\d+)", re.M)
 DONE = re.compile(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded")
@@ -85,9 +88,14 @@ def load(args: argparse.Namespace, port: int, requests: int) -> None:
     """
     command = ["h2load", "-n", str(requests), "-c", str(args.connections)]
     command += ["--h1"] if args.http == "1" else ["-m", "10"]
-    result = subprocess.run(
-        [*command, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=False
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.workload == "post64k":  # the workload's upload, as wrk sends it in run.py
+            upload = Path(scratch) / "upload"
+            upload.write_bytes(POST_BODY)
+            command += ["-d", str(upload), "-H", "content-type: application/octet-stream"]
+        result = subprocess.run(
+            [*command, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=False
+        )
     if args.http == "2" and "Application protocol: h2c" not in result.stdout:
         raise SystemExit(f"h2load did not speak h2c (prior knowledge):\n{result.stdout[-800:]}")
     found = DONE.search(result.stdout)

@@ -73,9 +73,13 @@ class BodyReader:
     def read(self, size: int | None = -1) -> bytes:
         """Up to ``size`` bytes (all that is left if negative); fewer only at the body's end."""
         size = -1 if size is None else size
-        parts = [self._pending[:size] if size >= 0 else self._pending]
-        self._pending = self._pending[len(parts[0]) :]
-        have = len(parts[0])
+        parts = []
+        have = 0
+        if self._pending:
+            first = self._pending[:size] if size >= 0 else self._pending
+            self._pending = self._pending[len(first) :]
+            parts.append(first)
+            have = len(first)
         while size < 0 or have < size:
             chunk = self.source.take(self.body, size - have if size >= 0 else -1)
             if chunk:
@@ -83,7 +87,7 @@ class BodyReader:
                 have += len(chunk)
             elif not self._fill():
                 break
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)  # (one part: no copy)
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
         data = self.read(len(buffer))

@@ -273,12 +273,12 @@ bind_types(PyObject *module, PyObject *args)
 #define SET_SLOT(obj, offsets, slot, value) \
     (*(PyObject **)((char *)(obj) + (offsets)[slot]) = (value))
 
-/* A Request (and its complete RequestBody) as request.py's classes hold one; steals the
- * references it is given. */
+/* A Request (and its RequestBody: `body` so far, `complete` when that is all of it) as
+ * request.py's classes hold one; steals the references it is given. */
 static PyObject *
 new_request(speedups_state *st, PyObject *method, PyObject *target, PyObject *path, PyObject *query,
             PyObject *version, PyObject *headers, int keep_alive, PyObject *length,
-            PyObject *body)
+            PyObject *body, int complete)
 {
     PyObject *chunks = PyBytes_GET_SIZE(body)
                            ? PyObject_CallFunction(st->deque_type, "((O))", body)
@@ -303,7 +303,7 @@ new_request(speedups_state *st, PyObject *method, PyObject *target, PyObject *pa
     SET_SLOT(request_body, st->body_offsets, B_CHUNKS, chunks);
     SET_SLOT(request_body, st->body_offsets, B_BUFFERED, Py_NewRef(received));
     SET_SLOT(request_body, st->body_offsets, B_RECEIVED, received);
-    SET_SLOT(request_body, st->body_offsets, B_COMPLETE, Py_NewRef(Py_True));
+    SET_SLOT(request_body, st->body_offsets, B_COMPLETE, Py_NewRef(complete ? Py_True : Py_False));
     SET_SLOT(request_body, st->body_offsets, B_TRUNCATED, Py_NewRef(Py_False));
     SET_SLOT(request, st->request_offsets, R_METHOD, method);
     SET_SLOT(request, st->request_offsets, R_TARGET, target);
@@ -323,11 +323,13 @@ new_request(speedups_state *st, PyObject *method, PyObject *target, PyObject *pa
 /*
  * parse_request(data, pos, max_head, max_headers, max_body)
  *
- * One complete, clean request starting at data[pos], with its whole body if it has one:
- * (request, end), request a Request of the bound type (bind_types) with its complete body,
- * headers a list of (lower-cased name, OWS-stripped value) in the peer's order, and end
- * the index just after the request. None for anything else (see the top of this file), and
- * always None before bind_types.
+ * One clean request whose head is complete, starting at data[pos]: (request, end), request
+ * a Request of the bound type (bind_types), headers a list of (lower-cased name,
+ * OWS-stripped value) in the peer's order, and end the index just after the request. Its
+ * body is complete when all of it is here; else it holds what is here (end is then
+ * len(data)) and connection.py counts the rest of the Content-Length (no grammar left to
+ * check in it). None for anything else (see the top of this file), and always None before
+ * bind_types.
  */
 static PyObject *
 parse_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -467,8 +469,9 @@ parse_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
     Py_ssize_t body_start = p - data;
     Py_ssize_t body_len = content_length > 0 ? (Py_ssize_t)content_length : 0;
-    if (size - body_start < body_len)
-        goto fallback; /* the body is not all here: llhttp streams it */
+    int complete = size - body_start >= body_len;
+    if (!complete)
+        body_len = size - body_start; /* the rest is counted by connection.py */
     int keep_alive = v11 ? !close : (keep_alive_token && !close);
 
     PyObject *path_query[2];
@@ -487,7 +490,8 @@ parse_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (path_query[0] && path_query[1] && target_obj && body && length) {
         PyObject *request = new_request(
             st, Py_NewRef(st->method_names[method]), target_obj, path_query[0], path_query[1],
-            Py_NewRef(v11 ? st->version_11 : st->version_10), headers, keep_alive, length, body);
+            Py_NewRef(v11 ? st->version_11 : st->version_10), headers, keep_alive, length, body,
+            complete);
         result = request ? Py_BuildValue("(Nn)", request, body_start + body_len) : NULL;
     }
     else {

@@ -11,9 +11,12 @@ terminal flags ``_error`` (dead), ``upgraded`` (an Upgrade/CONNECT ended HTTP), 
 unparsed) and ``peer_closed``. Drivers read ``upgraded`` and ``peer_closed`` and never set them.
 
 Fast path: between messages (no head open, no body in progress) ``receive_data`` first
-offers the bytes to the optional C parser (:mod:`.speedups`), which takes clean, complete
-requests whole and declines everything else; from the first byte it declines on, llhttp
-parses as below. Both start at a message boundary, so the hand-over loses nothing.
+offers the bytes to the optional C parser (:mod:`.speedups`), which takes clean requests
+whose head is complete and declines everything else; from the first byte it declines on,
+llhttp parses as below. Both start at a message boundary, so the hand-over loses nothing.
+A Content-Length body the C parser began but did not get whole is then only counted
+(``_body_left``, :meth:`ServerConnection._count_body`): its framing was checked with its
+head, and llhttp, which never saw that message, takes over again at its end.
 
 Who changes it: only :meth:`ServerConnection.receive_data` (and the callbacks it triggers).
 The driver must then
@@ -103,6 +106,7 @@ class ServerConnection:
         "_began",
         "_body",
         "_body_high_water",
+        "_body_left",
         "_closed",
         "_error",
         "_head",
@@ -137,6 +141,8 @@ class ServerConnection:
         self.trailing_data = b""
         self.current: Request | None = None
         self._body = RequestBody()  # current's body; a placeholder while there is none
+        #: the bytes still owed by a Content-Length body whose head the C parser took
+        self._body_left = 0
         self._head: Request | None = None
         self._url = b""
         self._head_size = 0
@@ -180,6 +186,10 @@ class ServerConnection:
         if self.upgraded or self._closed or not data:
             self._outside_http(data)
             return
+        if self._body_left:
+            data = self._count_body(data)
+            if not data or self._closed:
+                return
         if self._head is None and self.current is None and parse_request is not None:
             pos = 0
             while True:
@@ -188,6 +198,11 @@ class ServerConnection:
                     break
                 request, pos = parsed
                 self.requests.append(request)
+                if not request.body.complete:  # the head and the first of its body: the
+                    self.current = request  # rest is counted (_count_body), not parsed
+                    self._body = request.body
+                    self._body_left = (request.content_length or 0) - request.body.received
+                    return
                 if not request.keep_alive:
                     self._closed = True  # what follows will never be answered
                     return
@@ -199,6 +214,20 @@ class ServerConnection:
             self._feed(data)
         else:
             self._feed_slices(data)
+
+    def _count_body(self, data: bytes) -> bytes:
+        """Body bytes of a Content-Length request the C parser began (the framing was
+        checked with its head: only the count is left); returns what follows the body."""
+        size = min(len(data), self._body_left)
+        chunk = data if size == len(data) else data[:size]
+        body = self._body
+        body.chunks.append(chunk)
+        body.buffered += size
+        body.received += size
+        self._body_left -= size
+        if not self._body_left:
+            self.on_message_complete()
+        return data[size:] if size < len(data) else b""
 
     def _feed_slices(self, data: bytes) -> None:
         """Feed a big read in slices so that an open head is measured every max_header_size."""
