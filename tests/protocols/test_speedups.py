@@ -445,3 +445,32 @@ def test_wsgi_exchange_same_either_way(
     finally:
         wsgi._Exchange = saved  # type: ignore[misc]
     assert fast == slow
+
+
+@pytest.mark.parametrize("cut", [60, 61, 100, 65536, 100_057])
+def test_a_body_that_spans_reads_is_counted_after_the_c_head(cut: int) -> None:
+    """The C parser takes the head and what of a Content-Length body is here; the rest is
+    counted, not parsed (a 100 KB upload is no longer fed to llhttp a slice at a time), and
+    the request after it is parsed at its boundary: the same requests as the Python path."""
+    body = bytes(range(256)) * 400
+    first = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body)
+    stream = first + body + b"GET /next HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\njunk"
+    fast = both([stream[:cut], stream[cut:]])
+    requests, error, *_ = fast
+    assert error is None and [r[1] for r in requests] == [b"/up", b"/next"]
+    conn = ServerConnection()
+    conn.receive_data(stream[:cut])
+    if cut > len(first):  # the C parser took the head: the body is being counted
+        assert conn.requests[0].body.received == cut - len(first)
+        assert conn._body_left == len(body) - (cut - len(first))
+
+
+def test_a_counted_body_cut_short_is_truncated() -> None:
+    body_start = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10
+    _, error, *_ = both([body_start, b"y" * 20])
+    assert error == 400  # EOF in the middle of the body, either way
+    conn = ServerConnection()
+    conn.receive_data(body_start)
+    with pytest.raises(RemoteProtocolError):
+        conn.receive_data(b"")
+    assert conn.requests[0].body.truncated and not conn.requests[0].body.complete
