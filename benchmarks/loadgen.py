@@ -169,6 +169,13 @@ class ServerProcess:
         total, count = group_peak_rss_kib(self.proc.pid)
         return {"peak_rss_kib": total if count else None, "processes": count or None}
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time used so far by the server's process group: taken before
+        and after a measured run, it gives the CPU a request costs, a figure a busy host
+        moves far less than requests a second (it cannot slow the server's own work down by
+        stealing its turns, only by what it does to the caches)."""
+        return 0.0 if self.proc is None else group_cpu_seconds(self.proc.pid)
+
     def log_tracebacks(self) -> int:
         """Tracebacks the server has logged so far. A server can answer every request right and
         still raise in the app or its own code after each one (threadloom-asyncio under
@@ -231,6 +238,21 @@ def group_peak_rss_kib(pgid: int) -> tuple[int, int]:
                 total += int(line.split()[1])
                 count += 1
     return total, count
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """utime + stime summed over the live processes of group `pgid` (0.0 where /proc is
+    missing)."""
+    ticks = 0
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text(encoding="ascii", errors="replace")
+            after_name = fields.rpartition(")")[2].split()  # state, ppid, pgrp, ...
+            if int(after_name[2]) == pgid:
+                ticks += int(after_name[11]) + int(after_name[12])  # utime, stime
+        except (OSError, ValueError, IndexError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def wrk_command(port: int | str, duration: int, setup: Setup) -> list[str]:

@@ -19,6 +19,9 @@ from typing import Any
 
 from suites import PEERS_BIN, REPO_DIR, THREADLOOM_BIN, ServerSpec
 
+#: What each round records that the summary gives as median, min and max.
+SUMMARISED = ("requests_per_s", "p50_ms", "p90_ms", "p99_ms", "cpu_us_per_request", "peak_rss_kib")
+
 
 @dataclass
 class ServerRecord:
@@ -37,7 +40,15 @@ class ServerRecord:
         if self.failure is not None or not self.rounds:
             return None
         out: dict[str, Any] = {"rounds": len(self.rounds)}
-        for key in ("requests_per_s", "p50_ms", "p90_ms", "p99_ms", "peak_rss_kib"):
+        keys = (
+            "requests_per_s",
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "cpu_us_per_request",
+            "peak_rss_kib",
+        )
+        for key in keys:
             values = [r[key] for r in self.rounds if r.get(key) is not None]
             if values:
                 out[key] = _spread(values)
@@ -132,13 +143,23 @@ def ratios(records: list[ServerRecord], baseline: str) -> dict[str, dict[str, fl
     base = by_name.get(baseline)
     out: dict[str, dict[str, float | None]] = {}
     for name, summ in by_name.items():
-        rps = summ["requests_per_s"]["median"] if summ else None
-        p99 = summ["p99_ms"]["median"] if summ else None
         out[name] = {
-            "requests_per_s": _ratio(rps, base["requests_per_s"]["median"] if base else None),
-            "p99_ms": _ratio(p99, base["p99_ms"]["median"] if base else None),
+            key: _ratio(_median(summ, key), _median(base, key))
+            for key in ("requests_per_s", "p99_ms", "cpu_us_per_request")
         }
     return out
+
+
+def _median(summ: dict[str, Any] | None, key: str) -> float | None:
+    """The median of ``key`` in a summary, None where it was not measured."""
+    spread = summ.get(key) if summ else None
+    return spread["median"] if spread else None
+
+
+def _fmt_cpu(summ: dict[str, Any]) -> str:
+    """Median server CPU time a request, in microseconds ('-' where not measured)."""
+    cpu = summ.get("cpu_us_per_request")
+    return "-" if cpu is None else f"{cpu['median']:.1f}"
 
 
 def _fmt_rps(value: float) -> str:
@@ -157,25 +178,27 @@ def markdown_table(records: list[ServerRecord], baseline: str) -> str:
     rel = ratios(records, baseline)
     lines = [
         f"| server | req/s (median) | req/s min-max | p99 ms (median) | p99 min-max "
-        f"| p50 ms | peak RSS MiB | x {baseline} | status |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| p50 ms | CPU us/req | peak RSS MiB | x {baseline} | CPU x {baseline} | status |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for rec in records:
         summ = rec.summary()
         if summ is None:
             reason = (rec.failure or "not measured").replace("|", "/")
-            lines.append(f"| {rec.spec.name} | - | - | - | - | - | - | - | FAILED: {reason} |")
+            lines.append(f"| {rec.spec.name} |{' - |' * 9} FAILED: {reason} |")
             continue
         rps, p99, p50 = summ["requests_per_s"], summ["p99_ms"], summ["p50_ms"]
         ratio = rel[rec.spec.name]["requests_per_s"]
+        cpu_ratio = rel[rec.spec.name]["cpu_us_per_request"]
         status = f"ok ({summ['rounds']} rounds)"
         if summ["log_tracebacks"]:
             status += f", {summ['log_tracebacks']} tracebacks in its log"
         lines.append(
             f"| {rec.spec.name} | {_fmt_rps(rps['median'])} "
             f"| {_fmt_rps(rps['min'])}-{_fmt_rps(rps['max'])} | {p99['median']:.2f} "
-            f"| {p99['min']:.2f}-{p99['max']:.2f} | {p50['median']:.2f} | {_fmt_mib(summ)} "
-            f"| {'n/a' if ratio is None else f'{ratio:.2f}x'} | {status} |"
+            f"| {p99['min']:.2f}-{p99['max']:.2f} | {p50['median']:.2f} | {_fmt_cpu(summ)} "
+            f"| {_fmt_mib(summ)} | {'n/a' if ratio is None else f'{ratio:.2f}x'} "
+            f"| {'n/a' if cpu_ratio is None else f'{cpu_ratio:.2f}x'} | {status} |"
         )
     return "\n".join(lines)
 

@@ -124,7 +124,9 @@ def measure_round(
         warm = run_wrk(server, args.warmup)
         record.warmups.append(dict(warm.data, round=round_no))
         server.probe()  # also waits out requests the warm-up left queued
-        keep_round(record, server, run_wrk(server, args.duration), round_no)
+        cpu_before = server.cpu_seconds()
+        result = run_wrk(server, args.duration)
+        keep_round(record, server, result, round_no, server.cpu_seconds() - cpu_before)
     except Failure as exc:
         record.failure = f"round {round_no}: {exc.reason}"
         record.failure_detail = exc.detail
@@ -134,17 +136,23 @@ def measure_round(
 
 
 def keep_round(
-    record: ServerRecord, server: ServerProcess, result: WrkResult, round_no: int
+    record: ServerRecord, server: ServerProcess, result: WrkResult, round_no: int, cpu: float
 ) -> None:
-    """Record a measured run with what it cost the server: peak memory, read while the server
-    still runs, and the tracebacks in its log."""
+    """Record a measured run with what it cost the server: CPU time a request (``cpu``
+    seconds over the run), peak memory, read while the server still runs, and the
+    tracebacks in its log."""
     row = dict(result.data, round=round_no, wrk_command=result.command)
+    requests = row.get("requests") or 0
+    row["cpu_us_per_request"] = cpu * 1e6 / requests if requests and cpu > 0 else None
     row.update(server.peak_memory(), log_tracebacks=server.log_tracebacks())
     record.rounds.append(row)
     rss, tracebacks = row["peak_rss_kib"], row["log_tracebacks"]
     memory = "n/a" if rss is None else f"{rss / 1024:.0f} MiB"
+    cpu_text = (
+        "" if row["cpu_us_per_request"] is None else f", {row['cpu_us_per_request']:.1f} us CPU/req"
+    )
     log(f"  {record.spec.name} round {round_no}: {row['requests_per_s']:.0f} req/s, "
-        f"p99 {row['p99_ms']:.2f} ms, peak RSS {memory}"
+        f"p99 {row['p99_ms']:.2f} ms{cpu_text}, peak RSS {memory}"
         f"{f', {tracebacks} tracebacks in its log' if tracebacks else ''}")  # fmt: skip
 
 
