@@ -54,6 +54,9 @@ def public(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "secret.txt").write_bytes(b"secret\n")
     (public / "escape").symlink_to(root / "secret.txt")
     (public / "inside").symlink_to(public / "site.css")
+    (public / "leak.txt").write_bytes(b"plain\n")
+    (public / "leak.txt.gz").symlink_to(root / "secret.txt")  # a sibling that leaves DIR
+    os.mkfifo(public / "pipe")  # opening it for reading would block until a writer comes
     return public
 
 
@@ -170,6 +173,35 @@ def test_precompressed_siblings_when_accepted(server: Server) -> None:
 )
 def test_nothing_outside_the_folder(server: Server, target: bytes) -> None:
     assert raw_status(server, target) == 404
+
+
+def test_a_precompressed_sibling_that_leaves_the_folder_is_never_sent(server: Server) -> None:
+    status, headers, body = get(server, "/static/leak.txt", accept_encoding="gzip")
+    assert (status, body) == (200, b"plain\n")
+    assert "Content-Encoding" not in headers
+
+
+def test_a_fifo_is_a_404_and_blocks_nothing(server: Server) -> None:
+    assert get(server, "/static/pipe")[0] == 404
+    assert get(server, "/static/site.css")[0] == 200
+
+
+def test_a_changed_file_gets_new_validators(tmp_path: Path) -> None:
+    """The memo of head fields is checked against the file's size, mtime and inode (the
+    memo is the interface's, the same under every model)."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    target = folder / "note.txt"
+    target.write_bytes(b"one\n")
+    os.utime(target, ns=(1_000_000_000, 1_000_000_000))
+    with running_server(wsgi_app, static=(f"/files={folder}",), access_log=False) as other:
+        first = get(other, "/files/note.txt")
+        target.write_bytes(b"two\n")  # the same size, a new mtime
+        os.utime(target, ns=(2_000_000_000, 2_000_000_000))
+        second = get(other, "/files/note.txt")
+    assert first[2] == b"one\n" and second[2] == b"two\n"
+    assert first[1]["ETag"] != second[1]["ETag"]
+    assert first[1]["Last-Modified"] != second[1]["Last-Modified"]
 
 
 def test_keep_alive_goes_on_after_a_file(server: Server) -> None:

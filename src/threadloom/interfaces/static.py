@@ -20,8 +20,14 @@ ranges get the whole file, as RFC 9110 allows), and a precompressed ``NAME.br`` 
 What it refuses, with 404 and nothing else said: a path that is not a regular file inside
 DIR. Checked on the raw target before decoding (an encoded ``/`` or ``\\``, a NUL) and
 after (``.`` and ``..`` segments, empty segments, a backslash, a Windows drive such as
-``C:``), then once more on the real path, so a symlink that leaves DIR is refused too. A
-directory is a 404: no listings, no index files.
+``C:``), then once more on the real path of the file opened (a precompressed sibling's
+too), so a symlink that leaves DIR is refused. A directory is a 404: no listings, no
+index files.
+
+Per request: one ``open`` and one ``fstat``, and on Linux one ``readlink`` of the opened
+descriptor for its real path; what the head says that depends only on the file's path,
+size and mtime (ETag, Last-Modified, the content type, whether siblings exist) comes from
+a bounded memo checked against that ``fstat``.
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ import mimetypes
 import os
 import re
 import stat
+import time
 from collections.abc import Iterable
 from urllib.parse import unquote_to_bytes
 
+from threadloom import portable
 from threadloom.config import static_mount
 from threadloom.interfaces.wsgi import StreamSink
 from threadloom.protocols.http1 import Request, response_head
@@ -45,13 +53,26 @@ _REFUSED_RAW = re.compile(rb"%(2f|5c|00)|\\|\x00", re.IGNORECASE)
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CODINGS = (("br", ".br"), ("gzip", ".gz"))
 _ALLOWED = [("Allow", "GET, HEAD")]
+#: How a file is opened: a FIFO must not block the thread that opens it.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+#: Whether an open descriptor's real path can be read back (Linux).
+_PROC_FD = os.path.isdir("/proc/self/fd")
+#: Files whose head fields the memo keeps (it is cleared whole when full), and how long a
+#: look for precompressed siblings stands (they only decide ``Vary``).
+MEMO_MAX = 1024
+SIBLINGS_TTL_S = 1.0
+#: Files up to this size are read and sent with their head in one write: cheaper than
+#: handing the kernel a descriptor (``sendfile``) for a few kilobytes.
+SMALL_FILE = 16 * 1024
 
 
 class FileAnswer:
     """A response to send: ``head``, then ``length`` bytes of ``fd`` from ``offset``
-    (``fd`` is None when no body follows; else the receiver owns and closes it)."""
+    (``fd`` is None when no file follows; else the receiver owns and closes it). A small
+    file is read at once instead (``SMALL_FILE``): ``head`` is then the whole response and
+    ``body`` its body alone, for protocols that frame it otherwise (HTTP/2)."""
 
-    __slots__ = ("fd", "fields", "head", "keep_alive", "length", "offset", "status")
+    __slots__ = ("body", "fd", "fields", "head", "keep_alive", "length", "offset", "status")
 
     def __init__(
         self,
@@ -62,8 +83,10 @@ class FileAnswer:
         offset: int = 0,
         length: int = 0,
         fields: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
     ) -> None:
         self.status = status
+        self.body = body
         self.head = head
         #: the response's fields, for protocols that frame them otherwise (HTTP/2)
         self.fields = fields or []
@@ -82,6 +105,7 @@ class StaticFiles:
             self.mounts.append(static_mount(text))
         # the longest prefix first, so /static/img=... wins over /static=...
         self.mounts.sort(key=lambda mount: -len(mount[0]))
+        self.memo: dict[str, FileMeta] = {}  # real path -> its head fields (see _meta)
 
     def claims(self, request: Request) -> bool:
         """Whether ``request`` is for a mount (then :meth:`answer` answers it, 404 or not)."""
@@ -95,41 +119,72 @@ class StaticFiles:
         """The response to a request :meth:`claims`: a file, a 304, 206, 404, 405 or 416."""
         if request.method not in ("GET", "HEAD"):
             return _bodiless(request, 405, _ALLOWED)
-        path = self._resolve(request.path)
-        if path is None:
+        found = self._resolve(request.path)
+        if found is None:
             return _bodiless(request, 404, [])
+        root, path = found
         headers = dict(request.headers)
         ranged = b"range" in headers
-        opened = None if ranged else _precompressed(path, headers.get(b"accept-encoding", b""))
+        accept = headers.get(b"accept-encoding", b"")
+        opened = None if ranged or not accept else _precompressed(root, path, accept)
         coding = None
         if opened is not None:
-            fd, info, coding = opened
+            fd, info, real, coding = opened
         else:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
+            plain = _open_inside(root, path)
+            if plain is None:
                 return _bodiless(request, 404, [])
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                os.close(fd)
-                return _bodiless(request, 404, [])
+            fd, info, real = plain
         try:
-            return _file_answer(request, headers, path, fd, info, coding)
+            meta = self._meta(real, info)
+            return _file_answer(request, headers, meta, fd, info, coding)
         except BaseException:
             os.close(fd)
             raise
 
-    def _resolve(self, raw_path: bytes) -> str | None:
-        """The real path of the file a request names, or None (then 404)."""
+    def _meta(self, real: str, info: os.stat_result) -> FileMeta:
+        """What a file's head says that only its path, size and mtime decide, from a bounded
+        memo (cheap to check: the file was just opened and fstat'ed); whether it has
+        precompressed siblings is looked at again after ``SIBLINGS_TTL_S``."""
+        meta = self.memo.get(real)
+        now = time.monotonic()
+        if meta is None or meta.stamp != (info.st_mtime_ns, info.st_size, info.st_ino):
+            if len(self.memo) >= MEMO_MAX:
+                self.memo.clear()
+            meta = self.memo[real] = FileMeta(real, info, now)
+        elif now - meta.probed_at > SIBLINGS_TTL_S:
+            meta.siblings, meta.probed_at = _has_sibling(real), now
+        return meta
+
+    def _resolve(self, raw_path: bytes) -> tuple[str, str] | None:
+        """The mount's root and the path in it a request names (not yet resolved: what is
+        opened there is checked by :func:`_open_inside`), or None (then 404)."""
         for prefix, root in self.mounts:
             if raw_path.startswith(prefix):
                 rest = raw_path[len(prefix) :]
                 if rest[:1] in (b"/", b""):
-                    return _inside(root, rest)
+                    path = _inside(root, rest)
+                    return None if path is None else (root, path)
         return None
 
 
+class FileMeta:
+    """A file's validators, type and siblings, for the memo of :meth:`StaticFiles._meta`."""
+
+    __slots__ = ("etag", "kind", "modified", "mtime", "probed_at", "siblings", "stamp")
+
+    def __init__(self, real: str, info: os.stat_result, now: float) -> None:
+        self.stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        self.etag = f"{info.st_size:x}-{info.st_mtime_ns:x}"  # quoted, and a coding added
+        self.mtime = info.st_mtime
+        self.modified = email.utils.formatdate(info.st_mtime, usegmt=True)
+        self.kind = mimetypes.guess_type(real)[0] or "application/octet-stream"
+        self.siblings = _has_sibling(real)
+        self.probed_at = now
+
+
 def _inside(root: str, rest: bytes) -> str | None:
+    """The path under ``root`` that ``rest`` names, or None where a segment is refused."""
     if _REFUSED_RAW.search(rest):
         return None
     try:
@@ -142,24 +197,50 @@ def _inside(root: str, rest: bytes) -> str | None:
         for seg in segments
     ):
         return None
-    real = os.path.realpath(os.path.join(root, *segments))
-    return real if real.startswith(root + os.sep) else None  # (a symlink may leave root)
+    return os.path.join(root, *segments)
 
 
-def _precompressed(path: str, accept: bytes) -> tuple[int, os.stat_result, str] | None:
-    """An open ``NAME.br`` / ``NAME.gz`` beside ``path`` that the client accepts, if any."""
-    accepted = _accepted_codings(accept)
-    for coding, suffix in _CODINGS:
-        if coding not in accepted:
-            continue
-        try:
-            fd = os.open(path + suffix, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
+def _open_inside(root: str, path: str) -> tuple[int, os.stat_result, str] | None:
+    """The regular file at ``path`` opened, its status and real path, if that real path is
+    inside ``root`` (a symlink may point elsewhere); else None. The real path is the opened
+    file's own where the system tells it (``/proc/self/fd``): one system call instead of a
+    ``realpath`` walk of every component, and no window in which a symlink swapped after
+    the check could change what is sent. A FIFO is opened without blocking, then refused."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError:
+        return None
+    try:
         info = os.fstat(fd)
         if stat.S_ISREG(info.st_mode):
-            return fd, info, coding
-        os.close(fd)
+            real = _real_path(fd, path)
+            if real.startswith(root + os.sep):
+                return fd, info, real
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _real_path(fd: int, path: str) -> str:
+    """Where an open file really is (see :func:`_open_inside`)."""
+    if _PROC_FD:
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    return os.path.realpath(path)
+
+
+def _precompressed(
+    root: str, path: str, accept: bytes
+) -> tuple[int, os.stat_result, str, str] | None:
+    """An open ``NAME.br`` / ``NAME.gz`` beside ``path``, inside ``root`` as the file itself
+    must be, that the client accepts, if any."""
+    accepted = _accepted_codings(accept)
+    for coding, suffix in _CODINGS:
+        if coding in accepted and (opened := _open_inside(root, path + suffix)) is not None:
+            return (*opened, coding)
     return None
 
 
@@ -181,27 +262,26 @@ def _accepted_codings(accept: bytes) -> set[str]:
 def _file_answer(
     request: Request,
     headers: dict[bytes, bytes],
-    path: str,
+    meta: FileMeta,
     fd: int,
     info: os.stat_result,
     coding: str | None,
 ) -> FileAnswer:
     size = info.st_size
-    etag = f'"{size:x}-{info.st_mtime_ns:x}{"-" + coding if coding else ""}"'
-    modified = email.utils.formatdate(info.st_mtime, usegmt=True)
+    etag = f'"{meta.etag}-{coding}"' if coding else f'"{meta.etag}"'
+    modified = meta.modified
     fields = [("ETag", etag), ("Last-Modified", modified)]
-    if coding is not None or _has_sibling(path):
+    if coding is not None or meta.siblings:
         fields.append(("Vary", "Accept-Encoding"))
-    if _not_modified(headers, etag, info.st_mtime):
+    if _not_modified(headers, etag, meta.mtime):
         os.close(fd)
         return _bodiless(request, 304, fields)
-    kind, _ = mimetypes.guess_type(path)
-    fields.append(("Content-Type", kind or "application/octet-stream"))
+    fields.append(("Content-Type", meta.kind))
     if coding is not None:
         fields.append(("Content-Encoding", coding))
     fields.append(("Accept-Ranges", "bytes"))
     status, offset, length = 200, 0, size
-    wanted = _byte_range(headers, etag, modified, size)
+    wanted = _byte_range(headers, etag, modified, size) if b"range" in headers else None
     if wanted == "unsatisfiable":
         os.close(fd)
         return _bodiless(request, 416, [("Content-Range", f"bytes */{size}")], body_length=0)
@@ -213,6 +293,13 @@ def _file_answer(
     if request.method == "HEAD" or not length:
         os.close(fd)
         return FileAnswer(status, head, framer.keep_alive, fields=fields)
+    if length <= SMALL_FILE:
+        body = portable.pread(fd, length, offset)
+        if len(body) == length:  # (else the file shrank: sent from fd, which notices)
+            os.close(fd)
+            return FileAnswer(
+                status, head + body, framer.keep_alive, None, offset, length, fields, body
+            )
     return FileAnswer(status, head, framer.keep_alive, fd, offset, length, fields)
 
 
@@ -291,8 +378,8 @@ def send_over_stream(answer: FileAnswer, sink: StreamSink) -> int:
     headers = response_headers(answer.status, answer.fields)
     fd = answer.fd
     if fd is None:
-        sink.respond(headers, b"", True)
-        return 0
+        sink.respond(headers, answer.body, True)
+        return len(answer.body)
     sent, offset, remaining = 0, answer.offset, answer.length
     try:
         while remaining:
