@@ -6,8 +6,8 @@ what the connection does: body bytes taken as they arrive (``http.request``), th
 response framed by :class:`~threadloom.interfaces.asgi.ResponseState` and written by the
 connection's one writer, backpressure while the transport is paused, ``http.disconnect``
 once the client is gone or the response is complete. An ``http.response.pathsend``'s file
-goes to the same writer (``queue_file``), which reads it a slice at a time as the
-transport drains, as it does a ``--static`` file.
+goes to the same writer (``queue_file``), which has the kernel copy it (``sendfile``;
+a slice read at a time under TLS) as the transport drains, as it does a ``--static`` file.
 """
 
 from __future__ import annotations

@@ -294,7 +294,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _serve_static(self, request: Request) -> None:
         """A ``--static`` file, on the loop: its head, then the file waits in ``pending``
-        and is read a slice at a time as the transport drains (no thread is involved)."""
+        and goes out as the transport drains (``_file_piece``; no thread is involved)."""
         static = self.settings.static
         assert static is not None
         answer = static.answer(request)

@@ -118,10 +118,10 @@ class WSGIBridge:
 
     def sendfile(self, file: IO[bytes], count: int) -> int:
         """``wsgi.file_wrapper`` over a real file: it waits in the loop's writer as a
-        :class:`FileSegment` (a descriptor of its own), read a slice at a time as the
-        transport drains, so a slow reader of a download holds no thread. (A transport
-        cannot be handed a descriptor, uvloop's least of all: the loop reads, from the page
-        cache as a rule.) Returns what will be sent."""
+        :class:`FileSegment` (a descriptor of its own), copied by the kernel as the
+        transport drains (``HTTPProtocol._file_piece``: ``sendfile`` while nothing waits
+        in the transport's buffer), so a slow reader of a download holds no thread.
+        Returns what will be sent."""
         if self.host.lost:
             raise ClientDisconnected("the client went away")
         segment = file_segment(file, count)
