@@ -150,6 +150,12 @@ class Config:
         "more are refused with REFUSED_STREAM",
     )
     access_log: bool = setting(True, "log each HTTP request (see --access-log-format)")
+    gc_freeze: bool = setting(
+        True,
+        "move the objects alive once the app is loaded (modules, the app, its framework) out "
+        "of the cyclic garbage collector's sight, so its full collections, which stop every "
+        "request in flight, scan only what serving creates",
+    )
     access_log_format: str = setting(
         "common",
         "access log lines: common, combined (adds referer and user agent) or json (one object "

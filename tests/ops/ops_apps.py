@@ -59,3 +59,12 @@ def wedged(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
         while True:
             time.sleep(3600)
     return app(environ, start_response)
+
+
+def frozen(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
+    """How many objects the cyclic garbage collector was told to leave alone (--gc-freeze)."""
+    import gc
+
+    body = str(gc.get_freeze_count()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

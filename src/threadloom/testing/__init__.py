@@ -36,6 +36,9 @@ def running_server(app: Any, model: str = "pool", **options: Any) -> Iterator[Se
     """Start ``app`` under ``model`` on 127.0.0.1 port 0 in a thread; stop it on exit."""
     options.setdefault("bind", ("127.0.0.1:0",))
     options.setdefault("graceful_timeout", 5.0)
+    # a test process starts hundreds of servers: freezing its objects each time would keep
+    # the garbage of the tests before for good (the subprocess tests freeze as users do)
+    options.setdefault("gc_freeze", False)
     server = Server(app, model=model, **options)
     server.start()
     failure: list[BaseException] = []
