@@ -218,6 +218,18 @@ def test_a_large_file_to_a_lagging_reader_then_the_next_request(server: Server) 
     """The socket fills, the rest of the file goes out on later writable edges (under
     asyncio, ``sendfile`` with the transport's wake pieces between), every byte in order,
     and the pipelined request after it is answered after it."""
+    check_lagging_download(server)
+
+
+def test_a_large_file_to_a_lagging_reader_on_the_stdlib_loop(public: Path) -> None:
+    """The same under asyncio's own loop (``--loop asyncio``), whose transport reports its
+    drain by the same write-buffer limits as uvloop's."""
+    static = (f"/static={public}",)
+    with running_server(asgi_app, "asyncio", loop="asyncio", static=static) as server:
+        check_lagging_download(server)
+
+
+def check_lagging_download(server: Server) -> None:
     with socket.create_connection(server.addresses[0], timeout=30) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         sock.sendall(
