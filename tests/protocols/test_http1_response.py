@@ -281,3 +281,27 @@ def test_parts_are_the_whole_response_unjoined(
 def _no_date(data: bytes) -> bytes:
     """The Date line may tick between the two calls."""
     return re.sub(rb"Date: [^\r]*\r\n", b"", data, flags=re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ([("Content-Length", "1x")], "invalid Content-Length"),
+        ([("Content-Length", "3"), ("Content-Length", "3")], "invalid Content-Length"),
+        ([("Content-Length", "4")], "Content-Length 4 but a body of 3 bytes"),
+    ],
+)
+def test_an_apps_content_length_is_one_rule_for_both_protocols(
+    fields: list[tuple[str, str]], error: str
+) -> None:
+    """HTTP/1.1's whole head and HTTP/2's header list refuse the same Content-Length the
+    same way (protocols/http1/response: app_length, check_whole_length)."""
+    from threadloom.protocols.http1.response import whole_head
+    from threadloom.protocols.http2 import response_headers
+
+    with pytest.raises(LocalProtocolError, match=error):
+        whole_head(None, 200, fields, 3)
+    with pytest.raises(LocalProtocolError, match=error):
+        response_headers(200, fields, 3, exact=True)
+    assert whole_head(None, 200, [("Content-Length", "3")], 3)[1]
+    assert (b"content-length", b"3") in response_headers(200, [("Content-Length", "3")], 3)

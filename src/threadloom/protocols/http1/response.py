@@ -192,9 +192,7 @@ def _scan_headers(
         line, kind, bvalue = _header_line(name, value)
         if kind:
             if kind == _LENGTH:
-                if not bvalue.isdigit() or length is not None:
-                    raise LocalProtocolError(f"invalid Content-Length {bvalue[:40]!r}")
-                length = int(bvalue)
+                length = app_length(bvalue, length)
             elif kind == _CONNECTION:
                 close = close or b"close" in bvalue.lower()
                 if status != 101:
@@ -314,6 +312,21 @@ def full_response_parts(
     return head, (body if with_body else b""), keep_alive
 
 
+def app_length(value: bytes, earlier: int | None = None) -> int:
+    """An app's Content-Length as a number: ASCII digits, and one field only (``earlier``:
+    the one seen before, if any), else :class:`LocalProtocolError`. Both protocols' rule."""
+    if not value.isdigit() or earlier is not None:
+        raise LocalProtocolError(f"invalid Content-Length {value[:40]!r}")
+    return int(value)
+
+
+def check_whole_length(given: int, length: int) -> None:
+    """The one rule for a Content-Length an app gave with a body of ``length`` bytes known
+    before it is sent: they agree (else :class:`LocalProtocolError`). Both protocols'."""
+    if given != length:
+        raise LocalProtocolError(f"Content-Length {given} but a body of {length} bytes")
+
+
 def whole_head(
     request: Request | None,
     status: int,
@@ -332,16 +345,16 @@ def whole_head(
     the GET's length), else :class:`LocalProtocolError`; with none, ours is added.
     """
     lines = [status_line(status, reason)]
-    app_length, seen, app_close = _scan_headers(lines, headers, status)
+    given, seen, app_close = _scan_headers(lines, headers, status)
     keep_alive = request is not None and request.keep_alive and not (close or app_close)
     head_only = request is not None and request.method == "HEAD"
     with_body = not head_only
     if status < 200 or status in _NO_BODY_STATUS:
         with_body = False
-    elif app_length is None:
+    elif given is None:
         lines.append(b"Content-Length: %d\r\n" % length)
-    elif app_length != length and not head_only:  # HEAD may state the GET's length
-        raise LocalProtocolError(f"Content-Length {app_length} but a body of {length} bytes")
+    elif not head_only:  # HEAD may state the GET's length
+        check_whole_length(given, length)
     http10 = request is None or request.http_version == "1.0"
     connection, keep_alive = _after_whole(keep_alive, http10)
     head = _finish_head(lines, seen, server_header, status, connection)

@@ -15,7 +15,13 @@ from collections.abc import Iterable
 
 from threadloom.errors import LocalProtocolError
 from threadloom.protocols.http1.dates import DEFAULT_DATES
-from threadloom.protocols.http1.response import SERVER, check_field, remember
+from threadloom.protocols.http1.response import (
+    SERVER,
+    app_length,
+    check_field,
+    check_whole_length,
+    remember,
+)
 
 #: what a field's name means here; any other name is _PLAIN
 _PLAIN, _DROPPED, _DATE, _SERVER, _LENGTH = range(5)
@@ -45,11 +51,6 @@ def _field(name: str | bytes, value: str | bytes) -> tuple[tuple[bytes, bytes], 
     return entry
 
 
-def _check_length(value: bytes, length: int | None) -> None:
-    if not (value.isdigit() and int(value) == length):
-        raise LocalProtocolError(f"Content-Length {value!r} but a body of {length} bytes")
-
-
 def response_headers(
     status: int,
     headers: Iterable[tuple[str | bytes, str | bytes]],
@@ -69,13 +70,16 @@ def response_headers(
         code = str(status).encode("ascii")
     out = [(b":status", code)]
     seen = 0  # the kinds present, as bits
+    given: int | None = None  # the app's content-length
     for name, value in headers:
         field, kind = _field(name, value)
         if kind != _DROPPED:
             seen |= 1 << kind
             out.append(field)
-            if kind == _LENGTH and exact:
-                _check_length(field[1], length)
+            if kind == _LENGTH:
+                given = app_length(field[1], given)
+    if exact and given is not None and length is not None:
+        check_whole_length(given, length)
     if not seen & (1 << _DATE):
         out.append((b"date", DEFAULT_DATES.header_value()))
     if not seen & (1 << _SERVER):
