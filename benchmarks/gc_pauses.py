@@ -31,6 +31,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PYTHON = HERE.parent / ".venv" / "bin" / "python"
+sys.path.insert(0, str(HERE))
+from loadgen import free_port  # noqa: E402
+
 #: ``python -c HOOK serve ...``: threadloom's CLI with every collection timed; the totals go
 #: to stderr as one ``GCSTATS {json}`` line when the server exits.
 HOOK = """
@@ -50,12 +53,6 @@ sys.exit(main())
 LATENCY = re.compile(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
 UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
