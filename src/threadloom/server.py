@@ -205,7 +205,8 @@ def freeze_loaded_objects() -> None:
     the p99 (asyncio, 512 connections waiting on I/O: 47 ms with the default collector,
     34-36 ms frozen, BENCHMARKS.md). What the app creates later is collected as usual; a
     cycle among the frozen objects that becomes garbage later is never freed, the price
-    CPython's docs name for this use."""
+    CPython's docs name for this use. A ``--workers`` supervisor freezes too before it
+    forks, so that the workers' collections leave the pages they share unwritten."""
     gc.collect()
     gc.freeze()
 

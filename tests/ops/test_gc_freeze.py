@@ -28,6 +28,12 @@ def test_the_loaded_objects_are_frozen_unless_asked_not_to(model: str) -> None:
         assert frozen_count(server.address) == 0
 
 
-def test_each_worker_freezes_its_own() -> None:
-    with ServerProcess("tests.ops.ops_apps:frozen", "pool", "--workers", "2") as server:
+@pytest.mark.parametrize("preload", [(), ("--preload",)], ids=["fresh-import", "preload"])
+def test_workers_freeze_and_the_supervisor_too(preload: tuple[str, ...]) -> None:
+    """Workers serve frozen (what the supervisor froze before it forked, and their own);
+    with --no-gc-freeze neither freezes anything."""
+    app = "tests.ops.ops_apps:frozen"
+    with ServerProcess(app, "pool", "--workers", "2", *preload) as server:
         assert frozen_count(server.address) > 10_000
+    with ServerProcess(app, "pool", "--workers", "2", "--no-gc-freeze", *preload) as server:
+        assert frozen_count(server.address) == 0

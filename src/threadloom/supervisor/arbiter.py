@@ -67,7 +67,7 @@ from threadloom.errors import ConfigError
 from threadloom.metrics import Endpoint, Health, require_prometheus
 from threadloom.net.listeners import Listener, bind, parse_bind, reuse_port_available
 from threadloom.net.reuseport import reserve
-from threadloom.server import Server
+from threadloom.server import Server, freeze_loaded_objects
 from threadloom.signals import SignalInbox
 from threadloom.stats import counters_only, merge, rss_bytes
 from threadloom.supervisor.channel import Channel, Message, channel_pair
@@ -146,6 +146,8 @@ class Supervisor:
         if self.preload:  # the one-line errors, pre-fork; else the first worker's (see above)
             self.name = Server(self.app, self.config).load().name
         self._bind()
+        if self.config.gc_freeze:  # before any fork: a worker's collections then never
+            freeze_loaded_objects()  # write to these objects, whose pages stay shared
         try:
             if self.config.metrics_bind:
                 require_prometheus()
