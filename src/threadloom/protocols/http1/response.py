@@ -36,7 +36,7 @@ tables this module hands it at import (``bind_response``, at the end).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TypeVar
 
@@ -45,7 +45,6 @@ from threadloom.protocols.http1.dates import DEFAULT_DATES
 from threadloom.protocols.http1.request import Request
 from threadloom.protocols.http1.speedups import bind_response, render_whole, scan_headers
 
-K = TypeVar("K")
 V = TypeVar("V")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -101,30 +100,35 @@ def _as_bytes(value: str | bytes) -> bytes:
         raise LocalProtocolError(f"header {value!r} is not latin-1 text") from None
 
 
-def _header_line(name: str | bytes, value: str | bytes) -> tuple[bytes, int, bytes]:
-    """Validate and format one field: (wire line, kind, value as bytes); cached when constant."""
+def _line(bname: bytes, bvalue: bytes) -> tuple[bytes, int, bytes]:
+    """What HTTP/1.1 keeps of a checked field: its wire line, its kind, its value."""
+    return b"%s: %s\r\n" % (bname, bvalue), _KINDS.get(bname.lower(), _PLAIN), bvalue
+
+
+def checked_field(
+    memo: dict[tuple[str | bytes, str | bytes], V],
+    name: str | bytes,
+    value: str | bytes,
+    make: Callable[[bytes, bytes], V],
+) -> V:
+    """An app's response field, checked (:func:`check_field`) and made into what the
+    protocol keeps of it (``make``: HTTP/1.1's line, HTTP/2's lower-cased pair), from
+    ``memo`` when the same (name, value) came before: an app sends the same few fields on
+    every response. Only values of at most _CACHE_VALUE_MAX bytes are kept, and the memo
+    is emptied when full, so varying values (lengths, ETags) cannot crowd out the
+    constant ones."""
     try:
-        entry = _LINES.get((name, value))
-    except TypeError:  # unhashable, so not str or bytes: _as_bytes will say so
+        entry = memo.get((name, value))
+    except TypeError:  # unhashable, so not str or bytes: check_field will say so
         entry = None
-    if entry is not None:
-        return entry
-    bname, bvalue = check_field(name, value)
-    kind = _KINDS.get(bname.lower(), _PLAIN)
-    entry = (b"%s: %s\r\n" % (bname, bvalue), kind, bvalue)
-    remember(_LINES, (name, value), entry, len(bvalue))
+    if entry is None:
+        bname, bvalue = check_field(name, value)
+        entry = make(bname, bvalue)
+        if len(bvalue) <= _CACHE_VALUE_MAX:
+            if len(memo) >= _CACHE_MAX:
+                memo.clear()
+            memo[(name, value)] = entry
     return entry
-
-
-def remember(memo: dict[K, V], key: K, entry: V, value_size: int) -> None:
-    """Keep a checked field's ``entry`` in ``memo`` (HTTP/1.1's lines, HTTP/2's fields):
-    only values of at most _CACHE_VALUE_MAX bytes, and the memo is emptied when full, so
-    varying values (lengths, ETags) cannot crowd out the constant ones an app sends on
-    every response."""
-    if value_size <= _CACHE_VALUE_MAX:
-        if len(memo) >= _CACHE_MAX:
-            memo.clear()
-        memo[key] = entry
 
 
 def check_field(name: str | bytes, value: str | bytes) -> tuple[bytes, bytes]:
@@ -189,7 +193,7 @@ def _scan_headers(
     seen = 0
     close = False
     for name, value in headers:
-        line, kind, bvalue = _header_line(name, value)
+        line, kind, bvalue = checked_field(_LINES, name, value, _line)
         if kind:
             if kind == _LENGTH:
                 length = app_length(bvalue, length)

@@ -18,9 +18,8 @@ from threadloom.protocols.http1.dates import DEFAULT_DATES
 from threadloom.protocols.http1.response import (
     SERVER,
     app_length,
-    check_field,
     check_whole_length,
-    remember,
+    checked_field,
 )
 
 #: what a field's name means here; any other name is _PLAIN
@@ -32,23 +31,14 @@ _KINDS = dict.fromkeys(
 _STATUS = {code: str(code).encode("ascii") for code in range(100, 600)}
 _SERVER_FIELD = (b"server", SERVER)
 #: fields checked before, by the app's (name, value): an app sends the same few on every
-#: response, so each is checked once (bounded as HTTP/1.1's lines are: ``remember``)
+#: response, so each is checked once (bounded as HTTP/1.1's lines are: ``checked_field``)
 _FIELDS: dict[tuple[str | bytes, str | bytes], tuple[tuple[bytes, bytes], int]] = {}
 
 
-def _field(name: str | bytes, value: str | bytes) -> tuple[tuple[bytes, bytes], int]:
-    """One field of the app's, checked by HTTP/1.1's rule and lower-cased, and its kind."""
-    try:
-        entry = _FIELDS.get((name, value))
-    except TypeError:  # unhashable, so not str or bytes: check_field will say so
-        entry = None
-    if entry is not None:
-        return entry
-    bname, bvalue = check_field(name, value)
+def _pair(bname: bytes, bvalue: bytes) -> tuple[tuple[bytes, bytes], int]:
+    """What HTTP/2 keeps of a field HTTP/1.1's rule checked: lower-cased, and its kind."""
     bname = bname.lower()
-    entry = (bname, bvalue), _KINDS.get(bname, _PLAIN)
-    remember(_FIELDS, (name, value), entry, len(bvalue))
-    return entry
+    return (bname, bvalue), _KINDS.get(bname, _PLAIN)
 
 
 def response_headers(
@@ -72,7 +62,7 @@ def response_headers(
     seen = 0  # the kinds present, as bits
     given: int | None = None  # the app's content-length
     for name, value in headers:
-        field, kind = _field(name, value)
+        field, kind = checked_field(_FIELDS, name, value, _pair)
         if kind != _DROPPED:
             seen |= 1 << kind
             out.append(field)
