@@ -145,7 +145,11 @@ class StaticFiles:
     def _meta(self, real: str, info: os.stat_result) -> FileMeta:
         """What a file's head says that only its path, size and mtime decide, from a bounded
         memo (cheap to check: the file was just opened and fstat'ed); whether it has
-        precompressed siblings is looked at again after ``SIBLINGS_TTL_S``."""
+        precompressed siblings is looked at again after ``SIBLINGS_TTL_S``.
+
+        Thread models call this from several workers at once, without a lock by design:
+        each dict operation is atomic, a FileMeta is whole before it is stored, and two
+        threads that refresh the same entry at once only repeat the same look."""
         meta = self.memo.get(real)
         now = time.monotonic()
         if meta is None or meta.stamp != (info.st_mtime_ns, info.st_size, info.st_ino):
