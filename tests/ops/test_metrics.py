@@ -146,19 +146,20 @@ def test_counters_move_with_traffic(model: str) -> None:
             assert get(where)[0] == 200
         assert get(where, "/missing")[0] == 404
         ok = 'threadloom_requests_total{status="2xx"}'
+        missing = 'threadloom_requests_total{status="4xx"}'
+        count = "threadloom_request_duration_seconds_count"
         with socket.create_connection(where) as held:  # an open, idle connection
             held.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert held.recv(4096).startswith(b"HTTP/1.1 200")
-            # a request is counted just after its response is sent: wait for the last one
+            # a request is counted just after its response is sent, by the thread that sent
+            # it (under `threads`, one a connection, in any order): wait for all seven
             deadline = time.monotonic() + 5
             after = scrape(ops)
-            while after[ok] - before[ok] < 6 and time.monotonic() < deadline:
+            while after[count] - before[count] < 7 and time.monotonic() < deadline:
                 time.sleep(0.02)
                 after = scrape(ops)
         assert after[ok] - before[ok] == 6
-        missing = 'threadloom_requests_total{status="4xx"}'
         assert after[missing] - before[missing] == 1
-        count = "threadloom_request_duration_seconds_count"
         assert after[count] - before[count] == 7
         assert after["threadloom_open_connections"] >= 1
         idle = after["threadloom_idle_threads"] + after["threadloom_busy_threads"]
