@@ -2,8 +2,9 @@
 
 Issue 17 asks that at four times the connections a server serves promptly, requests are
 either served with a bounded p99 or refused at once with 503, never left waiting until the
-client gives up. A CPU-bound WSGI app (about 10 ms of work a request, so one core serves
-about 100 a second) is served by ``threadloom --model pool`` pinned to CPU 0; clients on
+client gives up. A CPU-bound app (about 10 ms of work a request, so one core serves
+about 100 a second; WSGI, or ASGI under ``--model asyncio``) is served by ``threadloom
+--model pool`` (or ``--model``'s) pinned to CPU 0; clients on
 CPU 1 keep N keep-alive connections busy, one request in flight on each, reconnecting a
 second after a 503 (the server closes the connection with it; its Retry-After says 1).
 For each setting the table gives what was served, how long the served requests took (p50,
@@ -12,6 +13,7 @@ p99, max) and what was refused and how fast, after a warm-up. A client gives up 
 
     .venv/bin/python benchmarks/overload.py                         # 64, 256, 1024 connections
     .venv/bin/python benchmarks/overload.py --connections 256 --flags "--max-queue-wait 0.5"
+    .venv/bin/python benchmarks/overload.py --model asyncio --flags "" --flags "--max-queue-wait 0"
 
 Latencies are measured by the clients, per request, from the write of the request to the
 last byte of the response; wrk cannot split them by status.
@@ -46,6 +48,14 @@ def app(environ, start_response):
     body = b"%d" % (work() & 0xFFFF)
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+async def asgi_app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b"%d" % (work() & 0xFFFF)
+    await send({{"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]}})
+    await send({{"type": "http.response.body", "body": body}})
 """
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 RETRY_AFTER_S = 1.0  # threadloom's 503 says Retry-After: 1, and these clients honour it
@@ -125,10 +135,13 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def start_server(workdir: Path, port: int, flags: str) -> subprocess.Popen[bytes]:
+def start_server(
+    workdir: Path, port: int, flags: str, args: argparse.Namespace
+) -> subprocess.Popen[bytes]:
+    app = "cpu_app:asgi_app" if args.interface == "asgi" else "cpu_app:app"
     command = [
         "taskset", "-c", "0", str(ROOT / ".venv" / "bin" / "python"), "-m", "threadloom",
-        "serve", "cpu_app:app", "--model", "pool", "--threads", "4", "--no-access-log",
+        "serve", app, "--model", args.model, "--threads", "4", "--no-access-log",
         "--bind", f"127.0.0.1:{port}", *shlex.split(flags),
     ]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(workdir))
@@ -147,7 +160,7 @@ def run(workdir: Path, connections: int, flags: str, args: argparse.Namespace) -
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    proc = start_server(workdir, port, flags)
+    proc = start_server(workdir, port, flags, args)
     tally = Tally()
     try:
         os.sched_setaffinity(0, {1})
@@ -186,7 +199,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--client-timeout", type=float, default=10.0)
     parser.add_argument("--work", type=int, default=150_000, help="loop turns a request")
+    parser.add_argument("--model", default="pool", choices=("pool", "asyncio", "threads"))
+    parser.add_argument(
+        "--interface", choices=("wsgi", "asgi"), help="default: asgi under asyncio, else wsgi"
+    )
     args = parser.parse_args()
+    if args.interface is None:
+        args.interface = "asgi" if args.model == "asyncio" else "wsgi"
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
         (workdir / "cpu_app.py").write_text(APP.format(work=args.work))

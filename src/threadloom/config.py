@@ -72,13 +72,17 @@ class Config:
         1000, "open connections at most; at the cap the server stops accepting"
     )
     max_queue: int = setting(
-        1000, "pool: requests waiting for a worker at most; beyond it they get 503"
+        1000,
+        "pool (and asyncio's pool for sync code): requests waiting for a worker at most; "
+        "beyond it they get 503",
     )
     max_queue_wait: float = setting(
         5.0,
         "pool: a request that would wait longer than this for a worker (those ahead of it "
         "times a worker's average time per request) gets 503 at once, so the ones served keep "
-        "a bounded wait (0: only --max-queue bounds the queue)",
+        "a bounded wait; asyncio: the same for its pool, and on the loop a request read once "
+        "a pass of the loop has run past a quarter of this gets 503 at once (0: only "
+        "--max-queue bounds the queue)",
     )
     interface: str = setting("auto", "how the app is called", choices=INTERFACES)
     loop: str = setting("auto", "event loop for the asyncio model", choices=LOOPS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from typing import Any
 
 #: What :func:`context_keeper` sets per request, as a framework keeps request state.
@@ -78,3 +79,13 @@ async def context_keeper(scope: dict[str, Any], receive: Any, send: Any) -> None
         REQUEST_PATH.reset(token)
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": repr(before).encode()})
+
+
+async def hogs_the_loop(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Keeps the event loop for the seconds its query string says, as CPU-bound work in an
+    ASGI app would (``time.sleep``: nothing else on the loop runs meanwhile)."""
+    if scope["type"] != "http":
+        return
+    time.sleep(float(scope["query_string"] or b"0"))
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"done"})

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.asgi import raw_apps
 from tests.http1 import apps
 from tests.http1.client import closed_after, connect, exchange, read_response
 from threadloom.testing import MODELS, running_server, timeout_factor
@@ -153,15 +154,16 @@ def test_503_carries_retry_after() -> None:
         assert refused and refused[0].headers["retry-after"] == "1"
 
 
+@pytest.mark.parametrize("pooled", ["pool", "asyncio"])
 def test_requests_that_would_wait_past_max_queue_wait_get_503_at_once(
-    caplog: pytest.LogCaptureFixture,
+    pooled: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """One worker, 0.4 s a request, a 0.2 s bound on the wait: while a request waits, a new
-    one would wait 0.4 s more, so it is answered 503 at once (not after the queue); when the
-    queue is empty, 200 again."""
+    """One worker thread, 0.4 s a request, a 0.2 s bound on the wait: while a request waits,
+    a new one would wait 0.4 s more, so it is answered 503 at once (not after the queue);
+    when the queue is empty, 200 again. (Under asyncio the queue is its thread pool's.)"""
     caplog.set_level(logging.WARNING, logger="threadloom")
     with running_server(
-        apps.slow, model="pool", threads=1, max_queue_wait=0.2, access_log=False
+        apps.slow, model=pooled, threads=1, max_queue_wait=0.2, access_log=False
     ) as server:
         address = server.addresses[0]
         queued = [connect(address) for _ in range(3)]
@@ -184,6 +186,45 @@ def test_requests_that_would_wait_past_max_queue_wait_get_503_at_once(
     messages = [r.getMessage() for r in caplog.records]
     assert any("would wait 0.4s" in m and "--max-queue-wait 0.2" in m for m in messages)
     assert any("overload over: 1 requests were refused" in m for m in messages)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_pass_of_the_loop_past_the_bound_refuses_what_it_has_left(
+    loop: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ASGI app that keeps the loop 0.4 s (as CPU-bound work does), a 0.2 s bound: the
+    requests that came meanwhile would each wait another 0.4 s, so the pass that reads them
+    answers them 503 at once (at most one more is served: under uvloop a pass samples the
+    loop's lag before it reads, so the first request of a pass starts its count afresh);
+    once the loop is on time, 200 again. Nothing waits past a few passes."""
+    pytest.importorskip(loop)
+    caplog.set_level(logging.WARNING, logger="threadloom")
+    with running_server(
+        raw_apps.hogs_the_loop, model="asyncio", loop=loop, max_queue_wait=0.2, access_log=False
+    ) as server:
+        address = server.addresses[0]
+        first, *late = [connect(address) for _ in range(4)]
+        time.sleep(0.1)  # (the connections are set up on the loop before it is kept)
+        started = time.monotonic()
+        first.sendall(b"GET /?0.4 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)  # the loop is kept now
+        for sock in late:
+            sock.sendall(b"GET /?0.4 HTTP/1.1\r\nHost: x\r\n\r\n")
+        responses = [read_response(sock, bytearray()) for sock in (first, *late)]
+        took = time.monotonic() - started
+        for sock in (first, *late):
+            sock.close()
+        after = exchange(address, b"GET /?0 HTTP/1.1\r\nHost: x\r\n\r\n")[0]
+    statuses = [r.status for r in responses]
+    assert statuses[0] == 200 and statuses.count(503) >= 2, statuses
+    assert all(r.headers["retry-after"] == "1" for r in responses if r.status == 503)
+    assert took < 1.2 * timeout_factor()  # served one by one, the last would take 1.6 s
+    assert after.status == 200
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        "a pass of the event loop ran" in m and "--max-queue-wait 0.2" in m for m in messages
+    )
+    assert any(re.search(r"overload over: [234] requests were refused", m) for m in messages)
 
 
 def test_access_log_common_format_and_escaping(

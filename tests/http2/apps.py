@@ -46,6 +46,8 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path = scope["path"]
     if path == "/sleep":
         await asyncio.sleep(SLEEP_S)
+    if path == "/hog":  # CPU-bound work, as far as the loop can tell: nothing else runs
+        time.sleep(SLEEP_S)
     if path == "/echo":
         body = b""
         while True:

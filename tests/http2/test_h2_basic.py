@@ -121,6 +121,46 @@ def test_streams_past_the_limit_are_refused_the_others_served(case: tuple[str, s
     assert [a.reset for a in answers if not a.ended] == [ErrorCodes.REFUSED_STREAM] * 2
 
 
+@pytest.mark.parametrize("model", ["pool", "asyncio"])
+def test_streams_that_would_wait_past_the_bound_get_503_at_once(model: str) -> None:
+    """One thread, 0.5 s a stream, a 0.2 s bound: once a stream waits for the thread, a new
+    one would wait 0.5 s more and is answered 503 at once; the connection goes on."""
+    with (
+        serving(model, "wsgi", threads=1, max_queue_wait=0.2) as address,
+        H2Client(address) as client,
+    ):
+        queued = [client.request("/sleep") for _ in range(3)]  # no estimate yet: all admitted
+        time.sleep(SLEEP_S + 0.1)  # one is done, one runs, one waits
+        started = time.monotonic()
+        late = client.wait(client.request("/"))[0]
+        refused_in = time.monotonic() - started
+        answers = client.wait(*queued)
+        after = client.wait(client.request("/"))[0]
+    assert [a.status for a in answers] == [200, 200, 200]
+    assert late.status == 503 and late.headers[b"retry-after"] == b"1"
+    assert refused_in < 0.3 * timeout_factor()  # queued, it would have waited ~0.4 s
+    assert after.status == 200
+
+
+def test_streams_read_in_a_late_pass_of_the_loop_get_503_at_once() -> None:
+    """An ASGI app keeps the loop 0.5 s; the streams that came meanwhile would each wait
+    another 0.5 s, so the pass that reads them refuses them (but one, under uvloop, whose
+    pass samples the lag before it reads); the connection goes on."""
+    with (
+        serving("asyncio", "asgi", max_queue_wait=0.2) as address,
+        H2Client(address) as client,
+    ):
+        first = client.request("/hog")
+        time.sleep(0.1)  # the loop is kept now
+        late = [client.request("/hog") for _ in range(3)]
+        answers = client.wait(first, *late)
+        after = client.wait(client.request("/"))[0]
+    statuses = [a.status for a in answers]
+    assert statuses[0] == 200 and statuses.count(503) >= 2, statuses
+    assert all(a.headers[b"retry-after"] == b"1" for a in answers if a.status == 503)
+    assert after.status == 200
+
+
 @pytest.mark.parametrize("case", CASES, ids=_id)
 def test_stopping_sends_goaway_and_lets_streams_in_flight_finish(case: tuple[str, str]) -> None:
     app = app_for(case[1])

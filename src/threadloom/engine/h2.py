@@ -180,10 +180,10 @@ class H2Session:
         if runner is None:
             self.inline.append(stream)
         elif not runner.submit(functools.partial(self._run, stream)):
-            log.warning("work queue full (--max-queue): refusing an HTTP/2 stream")
-            with self.lock:
-                self.core.respond(stream, response_headers(503, [("retry-after", "1")]))
-                self.core.finish(stream, 503, 0, 0.0, time.monotonic())
+            with self.lock:  # (the model logged the overload episode)
+                now = time.monotonic()
+                self.core.overloaded(stream, now)
+                self.core.finish(stream, 503, 0, 0.0, now)
                 self._write_out()
 
     def _run(self, stream: H2Stream) -> None:

@@ -274,19 +274,29 @@ class H2Protocol(asyncio.Protocol):
 
     def _start(self, stream: H2Stream) -> None:
         self.running += 1  # until finished()
-        if stream.request.method == "CONNECT":
+        request = stream.request
+        connect = request.method == "CONNECT"
+        static = self.settings.static
+        to_static = not connect and static is not None and static.claims(request)
+        on_pool = to_static or (not connect and self.settings.asgi is None)
+        began = time.perf_counter()
+        runtime = self.runtime
+        if (began > runtime.admit_until or on_pool) and not runtime.admits(on_pool, began):
+            self.core.overloaded(stream, time.monotonic())  # (the model logged the episode)
+            self.finished(stream, 503, 0, 0.0)
+            return
+        if connect:
             self._connect(stream)
             return
-        static = self.settings.static
-        if static is not None and static.claims(stream.request):
-            stream.began = time.perf_counter()
+        if to_static:
+            stream.began = began
             future = asyncio.ensure_future(self.runtime.run_sync(self._run_static, stream))
             future.add_done_callback(lambda done: self._wsgi_done(stream, done))
             return
         if self.settings.asgi is not None:
             ASGIStream(self, stream).run()
             return
-        stream.began = time.perf_counter()
+        stream.began = began
         future = asyncio.ensure_future(self.runtime.run_sync(self._run_wsgi, stream))
         future.add_done_callback(lambda done: self._wsgi_done(stream, done))
 

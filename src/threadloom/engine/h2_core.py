@@ -49,6 +49,7 @@ from threadloom.protocols.http2 import (
     Reset,
     WindowOpened,
     new_connection,
+    response_headers,
 )
 from threadloom.stats import STATS
 
@@ -413,6 +414,11 @@ class H2Core:
             stream.reset = True
             self.conn.reset(stream.id, ErrorCodes.INTERNAL_ERROR)
         self.sending.pop(stream.id, None)
+
+    def overloaded(self, stream: H2Stream, now: float) -> None:
+        """The model has no room for ``stream``'s exchange: 503 with ``Retry-After`` at
+        once (the driver then finishes the stream); the connection's other streams go on."""
+        self.respond(stream, response_headers(503, [("retry-after", "1")], 0), b"", True, now)
 
     def finish(
         self,

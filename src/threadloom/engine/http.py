@@ -151,8 +151,7 @@ class HTTPSession:
         return CLOSE
 
     def overloaded(self) -> None:
-        STATS.request(503, 0.0)
-        self._send_quietly(error_response(503))
+        self._send_quietly(self.core.overloaded())
 
     @property
     def idle(self) -> bool:

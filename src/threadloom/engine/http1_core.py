@@ -357,6 +357,12 @@ class HTTP1Core:
             STATS.request(exc.status, 0.0)
             self.refusal = error_response(exc.status)
 
+    def overloaded(self) -> bytes:
+        """The model has no room for the request that is ready (or just begun): it is
+        counted, and answered 503 with ``Retry-After``; the connection then closes."""
+        STATS.request(503, 0.0)
+        return error_response(503)
+
     def take_refusal(self) -> bytes:
         """What :meth:`refuse` left to send (once), or ``b""``."""
         refusal, self.refusal = self.refusal, b""

@@ -59,6 +59,7 @@ log = logging.getLogger("threadloom.http")
 #: The most handed to the transport at once: what it cannot send at once, it copies.
 SLICE = 64 * 1024
 ASGI = Route.ASGI  # (a module global: reading it through the enum class costs ~70 ns)
+WSGI = Route.WSGI
 #: How much earlier a new deadline must be to re-aim the connection's timer (see _arm).
 TIMER_SLACK = 0.01
 #: The slice, and the transport's high-water mark, under TLS (see connection_made).
@@ -276,8 +277,15 @@ class HTTPProtocol(asyncio.Protocol):
     def _begin(self) -> None:
         """Hand the next request to whoever the core routes it to."""
         self.busy = True
-        self.began = time.perf_counter()
+        self.began = began = time.perf_counter()
         request, route = self.core.begin()
+        runtime = self.runtime
+        if (began > runtime.admit_until or route is WSGI) and not runtime.admits(
+            route is WSGI, began
+        ):
+            self.write(self.core.overloaded())  # (the model logged the overload episode)
+            self.close()
+            return
         if route is ASGI:
             ASGICycle(self, request)
         elif route is Route.ASGI_WEBSOCKET:

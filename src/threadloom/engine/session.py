@@ -124,6 +124,16 @@ class AsyncRuntime(Protocol):
         """Run blocking ``fn(*args)`` on the model's thread pool."""
         ...
 
+    #: A request on the loop that begins (``time.perf_counter()``) by this time is admitted
+    #: without asking :meth:`admits`: the model's answer for the hot path, kept up to date.
+    admit_until: float
+
+    def admits(self, on_pool: bool, now: float) -> bool:
+        """Whether a request beginning ``now`` (``time.perf_counter()``) may start (on the
+        loop, or ``on_pool``: on the thread pool); False: the model is overloaded, and the
+        request is answered 503 at once."""
+        ...
+
 
 class Service(Protocol):
     """Serves connections for one app; built once per server by :func:`build_service`."""

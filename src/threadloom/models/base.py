@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from threadloom import portable
@@ -65,6 +66,36 @@ class Model(ABC):
     def describe(self) -> str:
         """A few words for the start-up log line."""
         return self.name
+
+
+class Refusals:
+    """The requests a model refuses with 503 in one overload episode, and the two log lines
+    an episode gets (its start, with why, and its end, with how many were refused).
+
+    One line per episode rather than one per request: under overload the log is written at
+    the refusal rate otherwise, which is itself load. Any thread may call both methods;
+    ``count`` is read without the lock on the hot path (a stale read only delays ``over``
+    by one request).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def refuse(self, why: Callable[[], str]) -> None:
+        """One more refused; the first of an episode logs ``why()``."""
+        with self._lock:
+            self.count += 1
+            first = self.count == 1
+        if first:
+            log.warning("overloaded: %s; new requests get 503 until it catches up", why())
+
+    def over(self) -> None:
+        """A request was admitted again: the episode, if one was under way, has ended."""
+        with self._lock:
+            refused, self.count = self.count, 0
+        if refused:
+            log.warning("overload over: %d requests were refused with 503", refused)
 
 
 class Connections:

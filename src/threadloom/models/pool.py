@@ -75,7 +75,7 @@ from threadloom.engine.session import (
     Session,
     Want,
 )
-from threadloom.models.base import ThreadModel, log
+from threadloom.models.base import Refusals, ThreadModel, log
 from threadloom.models.pollers import ERR, HUP, IN, OUT, RDHUP, Poller, make_poller
 from threadloom.net.listeners import Listener
 from threadloom.stats import Load
@@ -119,8 +119,7 @@ class PoolModel(ThreadModel):
         #: a worker's time per item, a moving average (float stores by the workers, each
         #: one's update may overwrite another's: it is an estimate), read by _admits
         self._service_s = 0.0
-        self._refused = 0  # in the overload episode under way
-        self._refusal_lock = threading.Lock()
+        self._refusals = Refusals()
         self._to_flush: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
 
     def make_selector(self) -> Any:
@@ -149,31 +148,22 @@ class PoolModel(ThreadModel):
 
     def _admits(self) -> bool:
         """Whether a request may wait for a worker (see the module docstring); else it is
-        counted as refused, and the first refusal of an episode is logged."""
+        counted as refused (the first refusal of an episode is logged)."""
         waiting = self._work.qsize()
         expected = waiting * self._service_s / self.config.threads
         if waiting < self._max_queue and expected <= self._max_wait:
-            if self._refused:
-                self._overload_ended()
+            if self._refusals.count:
+                self._refusals.over()
             return True
-        with self._refusal_lock:
-            self._refused += 1
-            first = self._refused == 1
-        if first:
-            why = (
+        self._refusals.refuse(
+            lambda: (
                 f"{waiting} requests wait (--max-queue {self._max_queue})"
                 if waiting >= self._max_queue
                 else f"a new request would wait {expected:.1f}s for a worker "
                 f"(--max-queue-wait {self.config.max_queue_wait:g})"
             )
-            log.warning("overloaded: %s; new requests get 503 until the queue catches up", why)
+        )
         return False
-
-    def _overload_ended(self) -> None:
-        with self._refusal_lock:
-            refused, self._refused = self._refused, 0
-        if refused:
-            log.warning("overload over: %d requests were refused with 503", refused)
 
     def flush_later(self, sock: socket.socket) -> bool:
         """A worker's exchange left bytes the socket did not take: the I/O thread sends
@@ -339,7 +329,7 @@ class PoolModel(ThreadModel):
                 self._writing.discard(fd)
         # (an empty queue admits, unless an overload episode has yet to be logged as over:
         # the usual case, decided without a call)
-        if want is SERVE and (not (self._work.qsize() or self._refused) or self._admits()):
+        if want is SERVE and (not (self._work.qsize() or self._refusals.count) or self._admits()):
             self._serving.add(fd)  # only this thread adds, and only for what it owns
             if self.mux.hands_off:
                 self.mux.serving(fd)
