@@ -1,4 +1,5 @@
-"""Garbage-collector pauses under load, with ``--gc-freeze`` (the default) and without.
+"""Garbage-collector pauses under load, with ``--gc-freeze`` (the default) and without, or
+with any other settings given as ``--setting`` (one server flag string each).
 
 A full collection of CPython's cyclic collector holds the GIL while it walks every tracked
 object; every request in flight waits for it. ``--gc-freeze`` freezes what is alive once
@@ -9,6 +10,7 @@ p99 (wrk's), how many collections of each generation ran, and how long the full 
 (median and longest) and all of them together.
 
     .venv/bin/python benchmarks/gc_pauses.py                       # io, asyncio, 512 conns
+    .venv/bin/python benchmarks/gc_pauses.py --setting "" --setting "--gc-threshold 0"
     .venv/bin/python benchmarks/gc_pauses.py --workload hello --model pool --interface wsgi \\
         --connections 64
 
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import statistics
@@ -68,12 +71,13 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit("the server did not listen within 30 s")
 
 
-def one_run(args: argparse.Namespace, flag: str) -> dict[str, float]:
-    """One server start with ``flag``: warm-up, a measured wrk run, the collector's log."""
+def one_run(args: argparse.Namespace, flags: str) -> dict[str, float]:
+    """One server start with ``flags``: warm-up, a measured wrk run, the collector's log."""
     port = free_port()
     app = f"{args.workload}_{args.interface}:app"
     command = ["taskset", "-c", "0", str(PYTHON), "-c", HOOK, "serve", app]
-    command += ["--model", args.model, "--no-access-log", "--bind", f"127.0.0.1:{port}", flag]
+    command += ["--model", args.model, "--no-access-log", "--bind", f"127.0.0.1:{port}"]
+    command += shlex.split(flags)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE / "apps"), str(HERE)]))
     proc = subprocess.Popen(
         command, cwd=HERE / "apps", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -114,16 +118,19 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=512)
     parser.add_argument("--duration", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--setting", action="append", help="server flags, one set a run")
     args = parser.parse_args()
+    settings = args.setting or ["--gc-freeze", "--no-gc-freeze"]
     print(
         "| round | setting | req/s | p99 ms | gen0 | gen1 | gen2 | full pass median ms "
         "| longest ms | all collections ms |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     for round_no in range(1, args.rounds + 1):
-        for flag in ("--gc-freeze", "--no-gc-freeze"):
-            r = one_run(args, flag)
+        for flags in settings:
+            r = one_run(args, flags)
             print(
-                f"| {round_no} | `{flag}` | {r['rps']:,.0f} | {r['p99_ms']:.1f} | {r['gen0']} "
+                f"| {round_no} | `{flags or '(defaults)'}` | {r['rps']:,.0f} "
+                f"| {r['p99_ms']:.1f} | {r['gen0']} "
                 f"| {r['gen1']} | {r['gen2']} | {r['full_median_ms']:.1f} "
                 f"| {r['full_max_ms']:.1f} | {r['all_ms']:.0f} |",
                 flush=True,

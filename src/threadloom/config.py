@@ -160,6 +160,13 @@ class Config:
         "of the cyclic garbage collector's sight, so its full collections, which stop every "
         "request in flight, scan only what serving creates",
     )
+    gc_threshold: int = setting(
+        10_000,
+        "while serving, the cyclic garbage collector's young generation is collected every N "
+        "allocations (Python's: 700), so the objects of requests in flight die before a "
+        "collection instead of being walked and promoted; kept as it is if the app set its "
+        "own thresholds (0: leave Python's)",
+    )
     access_log_format: str = setting(
         "common",
         "access log lines: common, combined (adds referer and user agent) or json (one object "
@@ -224,6 +231,8 @@ class Config:
             raise ConfigError("--threads must be at least 1")
         if self.max_queue < 1:
             raise ConfigError("--max-queue must be at least 1")
+        if self.gc_threshold < 0:
+            raise ConfigError("--gc-threshold must not be negative")
         if self.max_queue_wait < 0:
             raise ConfigError("--max-queue-wait must not be negative")
         if self.max_connections < 1:

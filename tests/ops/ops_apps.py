@@ -68,3 +68,12 @@ def frozen(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
     body = str(gc.get_freeze_count()).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def young_threshold(environ: Env, start_response: StartResponse) -> Iterable[bytes]:
+    """The cyclic collector's young-generation threshold while serving (--gc-threshold)."""
+    import gc
+
+    body = str(gc.get_threshold()[0]).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

@@ -1,8 +1,11 @@
 """``--gc-freeze`` (the default): what is alive once the app is loaded is frozen out of the
-cyclic collector's full collections, in the process that serves (each worker's too)."""
+cyclic collector's full collections, in the process that serves (each worker's too); and
+``--gc-threshold`` (10,000 by default): the young generation is collected less often,
+unless the app chose its own thresholds."""
 
 from __future__ import annotations
 
+import gc
 import http.client
 
 import pytest
@@ -11,7 +14,7 @@ from tests.adversarial.support import ServerProcess
 from threadloom.testing import MODELS, timeout_factor
 
 
-def frozen_count(address: tuple[str, int]) -> int:
+def answer(address: tuple[str, int]) -> int:
     conn = http.client.HTTPConnection(*address, timeout=10 * timeout_factor())
     try:
         conn.request("GET", "/")
@@ -23,9 +26,9 @@ def frozen_count(address: tuple[str, int]) -> int:
 @pytest.mark.parametrize("model", MODELS)
 def test_the_loaded_objects_are_frozen_unless_asked_not_to(model: str) -> None:
     with ServerProcess("tests.ops.ops_apps:frozen", model) as server:
-        assert frozen_count(server.address) > 10_000  # the interpreter, threadloom, the app
+        assert answer(server.address) > 10_000  # the interpreter, threadloom, the app
     with ServerProcess("tests.ops.ops_apps:frozen", model, "--no-gc-freeze") as server:
-        assert frozen_count(server.address) == 0
+        assert answer(server.address) == 0
 
 
 @pytest.mark.parametrize("preload", [(), ("--preload",)], ids=["fresh-import", "preload"])
@@ -34,6 +37,23 @@ def test_workers_freeze_and_the_supervisor_too(preload: tuple[str, ...]) -> None
     with --no-gc-freeze neither freezes anything."""
     app = "tests.ops.ops_apps:frozen"
     with ServerProcess(app, "pool", "--workers", "2", *preload) as server:
-        assert frozen_count(server.address) > 10_000
+        assert answer(server.address) > 10_000
     with ServerProcess(app, "pool", "--workers", "2", "--no-gc-freeze", *preload) as server:
-        assert frozen_count(server.address) == 0
+        assert answer(server.address) == 0
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_young_generation_is_collected_every_gc_threshold_allocations(model: str) -> None:
+    app = "tests.ops.ops_apps:young_threshold"
+    with ServerProcess(app, model) as server:
+        assert answer(server.address) == 10_000
+    with ServerProcess(app, model, "--gc-threshold", "2500") as server:
+        assert answer(server.address) == 2500
+    with ServerProcess(app, model, "--gc-threshold", "0") as server:
+        assert answer(server.address) == gc.get_threshold()[0]  # Python's, as this process's
+
+
+@pytest.mark.parametrize("workers", [(), ("--workers", "2")], ids=["one-process", "workers"])
+def test_thresholds_the_app_set_are_kept(workers: tuple[str, ...]) -> None:
+    with ServerProcess("tests.ops.own_thresholds_app:app", "pool", *workers) as server:
+        assert answer(server.address) == 1234

@@ -39,6 +39,7 @@ def running_server(app: Any, model: str = "pool", **options: Any) -> Iterator[Se
     # a test process starts hundreds of servers: freezing its objects each time would keep
     # the garbage of the tests before for good (the subprocess tests freeze as users do)
     options.setdefault("gc_freeze", False)
+    options.setdefault("gc_threshold", 0)  # (nor change the test process's collector)
     server = Server(app, model=model, **options)
     server.start()
     failure: list[BaseException] = []
