@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 from threadloom import portable
 from threadloom.config import Config
 from threadloom.engine.session import Service
-from threadloom.models.base import Model, Refusals, log
+from threadloom.models.base import Model, QueueBound, log
 from threadloom.models.loops import loop_factory
 from threadloom.net.listeners import (
     FD_BACKOFF_S,
@@ -56,8 +56,6 @@ LAG_SAMPLE_S = 0.1
 #: ... and how many passes of the loop a request's wait may span (see the module docstring):
 #: a pass may overrun its sample by the bound over this.
 PASSES_A_WAIT = 4
-#: How much of each sync call's time the moving average of a call's time takes.
-SERVICE_WEIGHT = 0.05
 
 
 class AsyncioModel(Model):
@@ -83,16 +81,15 @@ class AsyncioModel(Model):
         self._submitted = 0  # sync calls handed to the pool (loop thread only)
         self._started = 0  # ... that a pool thread has started (under _count_lock)
         self._busy = 0  # ... that are running now (under _count_lock)
-        # Overload (see the module docstring); all but _service_s read and written on the loop.
-        self._refusals = Refusals()
-        self._max_wait = config.max_queue_wait or float("inf")
-        self._pass_s = self._max_wait / PASSES_A_WAIT  # a pass's share of the bound
+        # Overload (see the module docstring): the sync pool's queue, and the loop's lag
+        # (read and written on the loop)
+        self._queue = QueueBound(config, "thread")
+        self._pass_s = self._queue.max_wait / PASSES_A_WAIT  # a pass's share of the bound
         self._sample_s = min(LAG_SAMPLE_S, self._pass_s / 2)
         self._sample_due = float("inf")  # when the next one should run (time.perf_counter())
         #: (AsyncRuntime) until when a request on the loop is admitted without a look (the
         #: hot path): the next sample's time plus a pass's share, outside an overload episode
-        self.admit_until = float("inf") if self._max_wait == float("inf") else 0.0
-        self._service_s = 0.0  # a sync call's time on the pool, a moving average
+        self.admit_until = float("inf") if self._pass_s == float("inf") else 0.0
 
     def describe(self) -> str:
         return f"asyncio ({self.loop_name} loop, {self.config.threads} threads for sync code)"
@@ -135,39 +132,28 @@ class AsyncioModel(Model):
             took = time.monotonic() - began
             with self._count_lock:
                 self._busy -= 1
-                service = self._service_s
-                self._service_s = service + (took - service) * SERVICE_WEIGHT if service else took
+                self._queue.took(took)
 
     def admits(self, on_pool: bool, now: float) -> bool:
         """Whether a request beginning ``now`` may start (see the module docstring); else
         it is counted as refused, and the caller answers 503."""
         late = now - self._sample_due
-        waiting = self._submitted - self._started if on_pool else 0
-        pool_wait = waiting * self._service_s / self.config.threads
-        max_queue = self.config.max_queue
-        if late <= self._pass_s and pool_wait <= self._max_wait and waiting < max_queue:
-            if self._refusals.count:
-                self._refusals.over()
-            return True
-        self._refusals.refuse(
-            lambda: (
-                f"a pass of the event loop ran {late:.2f}s past its time, more than "
-                f"--max-queue-wait {self.config.max_queue_wait:g} over {PASSES_A_WAIT}"
-                if late > self._pass_s
-                else f"{waiting} calls wait for the thread pool (--max-queue {max_queue})"
-                if waiting >= max_queue
-                else f"a new request would wait {pool_wait:.1f}s for a thread "
-                f"(--max-queue-wait {self.config.max_queue_wait:g})"
+        if late > self._pass_s:
+            self._queue.refusals.refuse(
+                lambda: (
+                    f"a pass of the event loop ran {late:.2f}s past its time, more than "
+                    f"--max-queue-wait {self._queue.bound:g} over {PASSES_A_WAIT}"
+                )
             )
-        )
-        return False
+            return False
+        return self._queue.admits(self._submitted - self._started if on_pool else 0)
 
     def _sample_lag(self) -> None:
         """Sets the next sample of the loop's lag (see the module docstring)."""
         assert self._loop is not None
         self._sample_due = time.perf_counter() + self._sample_s
         # (while an episode is under way, requests take the slow path, which ends it)
-        self.admit_until = 0.0 if self._refusals.count else self._sample_due + self._pass_s
+        self.admit_until = 0.0 if self._queue.refusals.count else self._sample_due + self._pass_s
         self._loop.call_later(self._sample_s, self._sample_lag)
 
     def load(self) -> Load:
@@ -193,7 +179,7 @@ class AsyncioModel(Model):
             self._executor.shutdown(wait=False, cancel_futures=True)
             raise
         STATS.add_source(self.load)
-        if self._max_wait != float("inf"):
+        if self._pass_s != float("inf"):
             self._sample_due = time.perf_counter()
             self._sample_lag()
         accepting = [asyncio.create_task(self._accept_loop(lst)) for lst in self.listeners]

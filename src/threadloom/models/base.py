@@ -98,6 +98,56 @@ class Refusals:
             log.warning("overload over: %d requests were refused with 503", refused)
 
 
+#: How much of each new item's time the moving average of an item's time takes.
+SERVICE_WEIGHT = 0.05
+
+
+class QueueBound:
+    """The bound on a queue of work for ``--threads`` threads (``pool``'s workers, the
+    ``asyncio`` model's pool for sync code): a newcomer joins only while fewer than
+    ``--max-queue`` wait and the wait it can expect, those ahead of it times an item's
+    average time over the threads, is within ``--max-queue-wait``; else it is refused,
+    and :attr:`refusals` counts and logs it.
+
+    The threads fold each item's time into the average (:meth:`took`: a float store; two
+    threads' updates may overwrite each other, it is an estimate) and the admitting thread
+    reads it. Bounding by the waits already seen instead lags by a whole queue: a burst
+    gets in as soon as the queue empties, and waits past the bound.
+    """
+
+    def __init__(self, config: Config, taker: str) -> None:
+        self.threads = config.threads
+        self.max_queue = config.max_queue
+        self.max_wait = config.max_queue_wait or float("inf")
+        self.bound = config.max_queue_wait  # (as the user gave it, for the log)
+        self.taker = taker  # what takes the items, for the log: "worker", "thread"
+        self.service_s = 0.0
+        self.refusals = Refusals()
+
+    def took(self, seconds: float) -> None:
+        """An item took ``seconds``; the first one is the average (a server that starts
+        under load has no other)."""
+        service = self.service_s
+        self.service_s = service + (seconds - service) * SERVICE_WEIGHT if service else seconds
+
+    def admits(self, waiting: int) -> bool:
+        """Whether a newcomer may join ``waiting`` items; else it is counted as refused."""
+        expected = waiting * self.service_s / self.threads
+        if waiting < self.max_queue and expected <= self.max_wait:
+            if self.refusals.count:
+                self.refusals.over()
+            return True
+        self.refusals.refuse(
+            lambda: (
+                f"{waiting} requests wait for a {self.taker} (--max-queue {self.max_queue})"
+                if waiting >= self.max_queue
+                else f"a new request would wait {expected:.1f}s for a {self.taker} "
+                f"(--max-queue-wait {self.bound:g})"
+            )
+        )
+        return False
+
+
 class Connections:
     """Open connections of a thread-based model, counted against ``--max-connections``."""
 

@@ -35,15 +35,14 @@ watches it for ``EPOLLOUT`` too and calls ``Session.flush`` on each edge until i
 then reads what came meanwhile. Such connections sit in ``_writing``; their deadline (the
 reader's ``--min-send-rate``) is swept like the parked ones'.
 
-Overload: work waits in one queue, and a request joins it only if :meth:`PoolModel._admits`
-says so: fewer than ``--max-queue`` wait, and the wait it can expect (those ahead of it times
-the time a worker takes for one, a moving average that workers keep, over the workers) is
-within ``--max-queue-wait``. Otherwise it is answered 503 with ``Retry-After`` at once,
-without reaching the app. A queue bounded by its length alone lets every wait grow with the
-app's slowness until clients give up; this bound keeps the wait of what is served near the
-bound and refuses the rest while it lasts, logging the start and the end of each episode.
-(A bound on the waits already seen instead lags by a whole queue: it admits a burst as soon
-as the queue empties, and the burst waits past the bound.)
+Overload: work waits in one queue, and a request joins it only if its
+:class:`~threadloom.models.base.QueueBound` says so: fewer than ``--max-queue`` wait, and
+the wait it can expect (those ahead of it times the time a worker takes for one, a moving
+average that workers keep, over the workers) is within ``--max-queue-wait``. Otherwise it
+is answered 503 with ``Retry-After`` at once, without reaching the app. A queue bounded by
+its length alone lets every wait grow with the app's slowness until clients give up; this
+bound keeps the wait of what is served near the bound and refuses the rest while it lasts,
+logging the start and the end of each episode.
 
 Raw handlers own their socket for its whole life, so they hold a worker until they return,
 exactly as in the tutorial.
@@ -75,7 +74,7 @@ from threadloom.engine.session import (
     Session,
     Want,
 )
-from threadloom.models.base import Refusals, ThreadModel, log
+from threadloom.models.base import QueueBound, ThreadModel, log
 from threadloom.models.pollers import ERR, HUP, IN, OUT, RDHUP, Poller, make_poller
 from threadloom.net.listeners import Listener
 from threadloom.stats import Load
@@ -91,8 +90,6 @@ _WRITABLE = OUT | ERR | HUP
 Conn = tuple[socket.socket, Session]
 #: a connection's request, an HTTP/2 exchange, or None (stop)
 WorkItem = tuple[int, socket.socket, Session] | Callable[[], None] | None
-#: How much of each new item's time the moving average of a worker's time per item takes.
-SERVICE_WEIGHT = 0.05
 
 
 class PoolModel(ThreadModel):
@@ -114,12 +111,7 @@ class PoolModel(ThreadModel):
         self._workers: list[threading.Thread] = []
         self._busy = [False] * config.threads  # slot n is written by worker n only
         self._next_sweep = 0.0
-        self._max_queue = config.max_queue
-        self._max_wait = config.max_queue_wait or float("inf")
-        #: a worker's time per item, a moving average (float stores by the workers, each
-        #: one's update may overwrite another's: it is an estimate), read by _admits
-        self._service_s = 0.0
-        self._refusals = Refusals()
+        self._queue = QueueBound(config, "worker")  # what may join _work (overload)
         self._to_flush: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
 
     def make_selector(self) -> Any:
@@ -147,23 +139,8 @@ class PoolModel(ThreadModel):
         return True
 
     def _admits(self) -> bool:
-        """Whether a request may wait for a worker (see the module docstring); else it is
-        counted as refused (the first refusal of an episode is logged)."""
-        waiting = self._work.qsize()
-        expected = waiting * self._service_s / self.config.threads
-        if waiting < self._max_queue and expected <= self._max_wait:
-            if self._refusals.count:
-                self._refusals.over()
-            return True
-        self._refusals.refuse(
-            lambda: (
-                f"{waiting} requests wait (--max-queue {self._max_queue})"
-                if waiting >= self._max_queue
-                else f"a new request would wait {expected:.1f}s for a worker "
-                f"(--max-queue-wait {self.config.max_queue_wait:g})"
-            )
-        )
-        return False
+        """Whether a request may wait for a worker (see the module docstring)."""
+        return self._queue.admits(self._work.qsize())
 
     def flush_later(self, sock: socket.socket) -> bool:
         """A worker's exchange left bytes the socket did not take: the I/O thread sends
@@ -329,7 +306,9 @@ class PoolModel(ThreadModel):
                 self._writing.discard(fd)
         # (an empty queue admits, unless an overload episode has yet to be logged as over:
         # the usual case, decided without a call)
-        if want is SERVE and (not (self._work.qsize() or self._refusals.count) or self._admits()):
+        if want is SERVE and (
+            not (self._work.qsize() or self._queue.refusals.count) or self._admits()
+        ):
             self._serving.add(fd)  # only this thread adds, and only for what it owns
             if self.mux.hands_off:
                 self.mux.serving(fd)
@@ -434,11 +413,8 @@ class PoolModel(ThreadModel):
                 self._close(fd, sock, session)
 
     def _took(self, began: float) -> None:
-        """A worker finished an item it began at ``began``: fold its time into the average
-        (the first one is the average: a server that starts under load has no other)."""
-        took = time.monotonic() - began
-        service = self._service_s
-        self._service_s = service + (took - service) * SERVICE_WEIGHT if service else took
+        """A worker finished an item it began at ``began``: the queue's bound learns."""
+        self._queue.took(time.monotonic() - began)
 
     def _hand_over_writing(self, fd: int, sock: socket.socket) -> bool:
         """Give the I/O thread a connection whose response waits for its reader; False if
