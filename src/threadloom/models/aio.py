@@ -8,17 +8,21 @@ connection cap is reached and backs off when descriptors run out.
 Overload: on one loop, the loop is the queue. A timer set every ``LAG_SAMPLE_S`` runs late
 by as long as the callbacks ahead of it take (a pass of the loop), and a new request's
 bytes wait about as long to be read. So a request that comes once the next sample is
-overdue by more than ``--max-queue-wait`` is answered 503 with ``Retry-After`` at once (a
-few microseconds each, which is what lets the loop catch up). Counting from the overdue
-sample, not from the last one's lateness, caps each pass: a loop busy with a thousand
-CPU-bound requests read in one pass serves the bound's worth of them and refuses the rest
-of that pass, and the next pass starts afresh. (Refusing every request until a sample is
-on time again, after a late one, refused whole passes: served clients that came back at
-once were refused with the others, and the loop then idled while all of them waited out
-their ``Retry-After``; in a probe that halved what was served.) What goes to the thread
-pool is also bounded as ``pool`` bounds its queue: calls waiting times a call's average
-time, over the threads. Apps that await I/O add no lag, so they are never refused for their
-waits. :class:`~threadloom.models.base.Refusals` logs each episode once.
+overdue by more than a pass's share of ``--max-queue-wait`` is answered 503 with
+``Retry-After`` at once (a few microseconds each, which is what lets the loop catch up).
+The share is a quarter (``PASSES_A_WAIT``): a request's bytes wait up to a pass to be
+read, and a new connection's up to about four (the accept, the connection's task, its
+transport, the read); with the whole bound a pass, p99 was 3.4-4x the bound in a probe.
+Counting from the overdue sample, not from the last one's lateness, caps each pass: a loop
+busy with a thousand CPU-bound requests read in one pass serves a share's worth of them
+and refuses the rest of that pass, and the next pass starts afresh. (Refusing every
+request until a sample is on time again, after a late one, refused whole passes: served
+clients that came back at once were refused with the others, and the loop then idled while
+all of them waited out their ``Retry-After``; in a probe that halved what was served.)
+What goes to the thread pool is bounded as ``pool`` bounds its queue
+(:class:`~threadloom.models.base.QueueBound`). Apps that await I/O add no lag, so they are
+never refused for their waits. :class:`~threadloom.models.base.Refusals` logs each
+episode once.
 
 Stopping: listeners close at once; connections get ``graceful_timeout`` seconds; what is
 left is cancelled and its socket shut down, which also frees pool threads blocked on it.
@@ -50,8 +54,8 @@ from threadloom.net.listeners import (
 from threadloom.stats import STATS, Load
 
 T = TypeVar("T")
-#: How often the loop's lag is sampled (at most; PASSES_A_WAIT times as often as the
-#: --max-queue-wait bound if that is shorter) ...
+#: How often the loop's lag is sampled (at most; twice a pass's share of the bound, if that
+#: is more often) ...
 LAG_SAMPLE_S = 0.1
 #: ... and how many passes of the loop a request's wait may span (see the module docstring):
 #: a pass may overrun its sample by the bound over this.
