@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -119,6 +120,15 @@ def talk(address: object, message: bytes = b"hi", timeout: float = 5.0) -> bytes
         while chunk := sock.recv(4096):
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+@pytest.fixture(autouse=True)
+def collector_thresholds_kept() -> Iterator[None]:
+    """A server serving in this process sets the collector's thresholds (--gc-threshold):
+    the tests after it run with the process's own again."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.set_threshold(*thresholds)
 
 
 @pytest.fixture(autouse=True)
