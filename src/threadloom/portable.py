@@ -8,16 +8,19 @@ asks here and takes the fallback named beside it, never crashing on a missing at
 Each fallback can be forced on Linux by an environment variable, so the paths another
 platform takes run in ``make test`` here (README "Platforms" says what was tested where):
 
-========================== ==============================================================
-``THREADLOOM_POLLER``      ``pool``'s poller: ``epoll`` (edge-triggered; Linux's default),
-                           ``selectors`` (``selectors.DefaultSelector``, level-triggered:
-                           kqueue on macOS and the BSDs), ``select`` (``SelectSelector``,
-                           what Windows gets). Read when a pool starts.
-``THREADLOOM_NO_SENDFILE`` ``1``: files are read and sent, as where ``os.sendfile`` or
-                           ``sendmsg`` is missing (Windows). Read per connection.
-``THREADLOOM_NO_FORK``     ``1``: ``--workers`` answers as where ``fork`` is missing
-                           (Windows). Read when the command line is checked.
-========================== ==============================================================
+=========================== =============================================================
+``THREADLOOM_POLLER``       ``pool``'s poller: ``epoll`` (edge-triggered; Linux's default),
+                            ``selectors`` (``selectors.DefaultSelector``, level-triggered:
+                            kqueue on macOS and the BSDs), ``select`` (``SelectSelector``,
+                            what Windows gets). Read when a pool starts.
+``THREADLOOM_NO_SENDFILE``  ``1``: files are read and sent, as where ``os.sendfile`` or
+                            ``sendmsg`` is missing (Windows). Read per connection.
+``THREADLOOM_NO_FORK``      ``1``: ``--workers`` answers as where ``fork`` is missing
+                            (Windows). Read when the command line is checked.
+``THREADLOOM_WORKER_SCHED`` ``normal``: worker threads keep the default scheduling policy,
+                            as where ``SCHED_BATCH`` is missing (everywhere but Linux).
+                            Read when a worker thread starts.
+=========================== =============================================================
 
 A capability that is simply absent (an option of ``socket``, a signal) has no switch; tests
 strip it from the module in a child process (tests/portable).
@@ -37,6 +40,7 @@ log = logging.getLogger("threadloom.net")
 POLLER_ENV = "THREADLOOM_POLLER"
 NO_SENDFILE_ENV = "THREADLOOM_NO_SENDFILE"
 NO_FORK_ENV = "THREADLOOM_NO_FORK"
+WORKER_SCHED_ENV = "THREADLOOM_WORKER_SCHED"
 POLLERS = ("epoll", "selectors", "select")
 
 #: Unix domain sockets (``unix:/path``; absent on Windows' CPython).
@@ -85,6 +89,33 @@ def kernel_sends_files() -> bool:
 def can_fork() -> bool:
     """Whether ``--workers`` can fork its workers."""
     return hasattr(os, "fork") and os.environ.get(NO_FORK_ENV) != "1"
+
+
+def worker_waits_its_turn() -> bool:
+    """Mark the calling thread ``SCHED_BATCH`` (Linux), so that waking it never preempts the
+    thread running on its core; True if it was marked.
+
+    A worker that runs the app beside an I/O thread (``pool``; ``asyncio``'s threads for
+    sync code) is woken by that thread, mostly while that thread holds the GIL. With the
+    default policy the woken worker preempts it at once, finds the GIL taken and sleeps
+    again: two context switches for nothing, once per hand-off, and more the more workers
+    are idle. With ``SCHED_BATCH`` the worker runs when the I/O thread blocks or its slice
+    ends, which is when the GIL is free. On one core with ``--threads 10`` this took the
+    context switches from 0.28-0.40 to 0.05 a request (BENCHMARKS.md, "Workers that wait
+    their turn"). Nice values are unchanged; threads and processes the app starts from a
+    worker inherit the policy. ``THREADLOOM_WORKER_SCHED=normal`` keeps the default.
+    """
+    if os.environ.get(WORKER_SCHED_ENV) == "normal":
+        return False
+    batch = getattr(os, "SCHED_BATCH", None)
+    if batch is None or not hasattr(os, "sched_setscheduler"):
+        return False
+    try:
+        os.sched_setscheduler(0, batch, os.sched_param(0))
+    except OSError as error:  # a sandbox that forbids it: keep serving, as before
+        log.debug("SCHED_BATCH refused for a worker thread: %s", error)
+        return False
+    return True
 
 
 def pread(fd: int, size: int, offset: int) -> bytes:

@@ -169,7 +169,9 @@ class AsyncioModel(Model):
         self._force_event = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            self.config.threads, thread_name_prefix="threadloom-aio"
+            self.config.threads,
+            thread_name_prefix="threadloom-aio",
+            initializer=portable.worker_waits_its_turn,  # woken by the loop's thread
         )
         with self._lock:
             self._loop = asyncio.get_running_loop()

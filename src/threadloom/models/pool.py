@@ -62,6 +62,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from threadloom import portable
 from threadloom.config import Config
 from threadloom.engine.session import (
     CLOSE,
@@ -369,6 +370,7 @@ class PoolModel(ThreadModel):
             self.connections.remove(sock)
 
     def _work_loop(self, n: int) -> None:
+        portable.worker_waits_its_turn()  # (woken by the I/O thread: see its docstring)
         busy, get, put, stopping = self._busy, self._work.get, self._work.put, self.stopping
         while True:
             item = get()
