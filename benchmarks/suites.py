@@ -79,6 +79,8 @@ def _granian(name: str, interface: str) -> ServerSpec:
 
 WSGI_SERVERS: tuple[ServerSpec, ...] = (
     _threadloom("threadloom-pool", *_argv("--model pool --threads 4")),
+    # the pool as users get it: the default --threads (10, the tutorial's)
+    _threadloom("threadloom-pool-10", *_argv("--model pool")),
     _threadloom("threadloom-threads", "--model", "threads"),
     # --connection-limit: waitress stops accepting at 100 connections by default, which would
     # leave most of the io workload's 512 keep-alive connections unanswered (wrk timeouts);

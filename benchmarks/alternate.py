@@ -1,0 +1,131 @@
+"""Alternate one load over servers that stay up: the ratio of each to the first, round by round.
+
+Why
+---
+run.py starts each server afresh for every round, which is what a user's comparison looks
+like. To compare settings of one server (an environment switch, ``--threads``) on these
+noisy VMs, what counts is that every setting meets the same neighbours: here all servers
+start once, pinned to CPU 0, and short wrk runs on CPU 1 go round them in turn (the order
+reversed every other round), so a burst of a neighbour's load falls on all of them. The
+figure is the median, over rounds, of each server's requests a second over the first's in
+that round. Steal time (``/proc/stat``) is printed: a run with much of it says little.
+
+    .venv/bin/python benchmarks/alternate.py --rounds 12 --seconds 3 \\
+        "normal=THREADLOOM_WORKER_SCHED=normal {threadloom} serve hello_wsgi:app --model pool" \\
+        "batch={threadloom} serve hello_wsgi:app --model pool" \\
+        "granian={peers}/granian --interface wsgi --port {port} hello_wsgi:app"
+
+Each server is ``name=[VAR=value ...] command``; ``{port}`` is filled with its own port,
+``{threadloom}`` with this checkout's ``threadloom`` command and ``{peers}`` with the peers'
+venv (install_peers.sh). threadloom commands get ``--no-access-log --bind 127.0.0.1:{port}``
+unless they give ``--bind``. The apps are benchmarks/apps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+THREADLOOM = HERE.parent / ".venv" / "bin" / "threadloom"
+PEERS = HERE / ".peers-venv" / "bin"
+FIRST_PORT = 18760
+RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
+
+
+def parse_server(text: str, port: int) -> tuple[str, dict[str, str], list[str]]:
+    """``name=[VAR=value ...] command`` -> (name, environment, argv)."""
+    name, _, command = text.partition("=")
+    words = command.format(port=port, threadloom=THREADLOOM, peers=PEERS).split()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE / "apps"), str(HERE)]))
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+        key, _, value = words.pop(0).partition("=")
+        env[key] = value
+    if words and words[0] == str(THREADLOOM) and "--bind" not in words:
+        words += ["--no-access-log", "--bind", f"127.0.0.1:{port}"]
+    return name, env, words
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise SystemExit(f"the server on port {port} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as answer:
+                answer.read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"the server on port {port} did not answer within 20 s")
+
+
+def wrk(port: int, seconds: float, connections: int, path: str) -> float:
+    """Requests a second of one wrk run on CPU 1."""
+    out = subprocess.run(
+        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+         f"http://127.0.0.1:{port}{path}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    found = RATE.search(out)
+    if found is None:
+        raise SystemExit(f"wrk said no rate:\n{out}")
+    return float(found.group(1))
+
+
+def steal_ticks() -> int:
+    with open("/proc/stat") as stat:
+        return int(stat.readline().split()[8])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("servers", nargs="+", help="name=[VAR=value ...] command")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--path", default="/")
+    args = parser.parse_args()
+    parsed = [parse_server(text, FIRST_PORT + n) for n, text in enumerate(args.servers)]
+    procs: list[subprocess.Popen[bytes]] = []
+    rates: dict[str, list[float]] = {name: [] for name, _, _ in parsed}
+    try:
+        for n, (_, env, argv) in enumerate(parsed):
+            proc = subprocess.Popen(
+                ["taskset", "-c", "0", *argv], env=env, cwd=HERE / "apps",
+                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            procs.append(proc)
+            wait_ready(FIRST_PORT + n, proc)
+            wrk(FIRST_PORT + n, 2, args.connections, args.path)  # warm-up
+        steal = steal_ticks()
+        for round_ in range(args.rounds):
+            order = list(range(len(parsed)))
+            for n in order if round_ % 2 == 0 else order[::-1]:
+                rate = wrk(FIRST_PORT + n, args.seconds, args.connections, args.path)
+                rates[parsed[n][0]].append(rate)
+        steal = steal_ticks() - steal
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    first = rates[parsed[0][0]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    print(f"steal during the rounds: {steal / ticks:.1f} CPU-seconds")
+    for name, values in rates.items():
+        ratio = statistics.median(a / b for a, b in zip(values, first, strict=True))
+        each = " ".join(f"{v / 1000:.1f}" for v in values)
+        print(
+            f"{name:12s} median {statistics.median(values) / 1000:6.1f}k  "
+            f"x{ratio:.3f} of {parsed[0][0]} (median of rounds)  [{each}]"
+        )
+
+
+if __name__ == "__main__":
+    main()
