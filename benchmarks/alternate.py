@@ -5,8 +5,9 @@ Why
 run.py starts each server afresh for every round, which is what a user's comparison looks
 like. To compare settings of one server (an environment switch, ``--threads``) on these
 noisy VMs, what counts is that every setting meets the same neighbours: here all servers
-start once, pinned to CPU 0, and short wrk runs on CPU 1 go round them in turn (the order
-reversed every other round), so a burst of a neighbour's load falls on all of them. The
+start once, pinned to CPU 0 (``--server-cpus``), and short wrk runs on CPU 1
+(``--load-cpus``) go round them in turn (the order reversed every other round), so a
+burst of a neighbour's load falls on all of them. The
 figure is the median, over rounds, of each server's requests a second over the first's in
 that round; beside it, the context switches of the server's threads per request (all
 rounds). A round in which the hypervisor took (steal time, ``/proc/stat``) more than
@@ -69,10 +70,10 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"the server on port {port} did not answer within 20 s")
 
 
-def wrk(port: int, seconds: float, connections: int, path: str) -> float:
-    """Requests a second of one wrk run on CPU 1."""
+def wrk(port: int, seconds: float, connections: int, path: str, cpus: str) -> float:
+    """Requests a second of one wrk run on ``cpus``."""
     out = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s",
+        ["taskset", "-c", cpus, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s",
          f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--path", default="/")
+    parser.add_argument("--server-cpus", default="0", help="taskset -c for the servers")
+    parser.add_argument("--load-cpus", default="1", help="taskset -c for wrk")
     parser.add_argument(
         "--max-steal", type=float, default=0.02, help="leave out rounds with more (share of CPUs)"
     )
@@ -121,12 +124,12 @@ def main() -> None:
     try:
         for n, (_, env, argv) in enumerate(parsed):
             proc = subprocess.Popen(
-                ["taskset", "-c", "0", *argv], env=env, cwd=HERE / "apps",
+                ["taskset", "-c", args.server_cpus, *argv], env=env, cwd=HERE / "apps",
                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             procs.append(proc)
             wait_ready(FIRST_PORT + n, proc)
-            wrk(FIRST_PORT + n, 2, args.connections, args.path)  # warm-up
+            wrk(FIRST_PORT + n, 2, args.connections, args.path, args.load_cpus)  # warm-up
         allowed = args.max_steal * args.seconds * os.cpu_count() * os.sysconf("SC_CLK_TCK")
         left_out = 0
         for round_ in range(args.rounds):
@@ -134,10 +137,12 @@ def main() -> None:
             measured: dict[str, float] = {}
             quiet = True
             for n in order if round_ % 2 == 0 else order[::-1]:
-                steal = steal_ticks()
-                measured[parsed[n][0]] = wrk(
-                    FIRST_PORT + n, args.seconds, args.connections, args.path
+                steal, before = steal_ticks(), switches(procs[n].pid)
+                name = parsed[n][0]
+                measured[name] = rate = wrk(
+                    FIRST_PORT + n, args.seconds, args.connections, args.path, args.load_cpus
                 )
+                per_request[name].append((switches(procs[n].pid) - before) / (rate * args.seconds))
                 quiet = quiet and steal_ticks() - steal <= allowed
             if not quiet:
                 left_out += 1
