@@ -216,7 +216,8 @@ class ThreadModel(Model):
         self._watchdog: threading.Timer | None = None
         self.selector = self.make_selector()
         self.selector.register(self.waker.fileno(), selectors.EVENT_READ, None)
-        self.gate = AcceptGate(self.selector, listeners, self.connections)
+        shared = config.workers > 1 and not config.reuse_port  # siblings accept too
+        self.gate = AcceptGate(self.selector, listeners, self.connections, shared)
         STATS.add_source(self.load)
         service.lend(self.exchanges())
 
@@ -279,6 +280,10 @@ def _shutdown_listener(listener: Listener) -> None:
         pass
 
 
+#: Connections a model takes from a listener per wake-up when no sibling process shares it.
+ACCEPT_BURST = 64
+
+
 class AcceptGate:
     """Keeps listeners registered with a selector only while accepting is allowed.
 
@@ -288,11 +293,18 @@ class AcceptGate:
     """
 
     def __init__(
-        self, selector: selectors.BaseSelector, listeners: list[Listener], connections: Connections
+        self,
+        selector: selectors.BaseSelector,
+        listeners: list[Listener],
+        connections: Connections,
+        shared: bool = False,
     ) -> None:
         self.selector = selector
         self.listeners = listeners
         self.connections = connections
+        #: connections taken per wake-up: one where sibling processes accept from the same
+        #: sockets (--workers without --reuse-port), else a burst (see accept)
+        self.per_wake = 1 if shared else ACCEPT_BURST
         self._registered = False
         self._closed = False
         self._backoff_until = 0.0
@@ -327,8 +339,19 @@ class AcceptGate:
                 self.selector.unregister(listener.sock)
         self._registered = want
 
-    def accept(self, listener: Listener, most: int = 64) -> list[tuple[socket.socket, Any]]:
-        """Take up to ``most`` waiting connections (within the cap); back off when out of fds."""
+    def accept(
+        self, listener: Listener, most: int | None = None
+    ) -> list[tuple[socket.socket, Any]]:
+        """Take up to ``most`` (else :attr:`per_wake`) waiting connections, within the cap;
+        back off when out of fds.
+
+        Where sibling processes share the listening sockets, every one of them is woken by
+        a new connection, and the first to run would take a whole burst (wrk's 64 at once:
+        one process then served nearly all of them while the other idled, half the rate
+        of ``--reuse-port``'s kernel spread). Taking one per wake-up leaves the rest to
+        whichever sibling runs next, and the listener, level-triggered, wakes us again.
+        """
+        most = self.per_wake if most is None else most
         taken: list[tuple[socket.socket, Any]] = []
         while len(self.connections) + len(taken) < self.connections.limit and len(taken) < most:
             try:
