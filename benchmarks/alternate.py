@@ -33,9 +33,9 @@ import re
 import signal
 import statistics
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
+
+from instructions import wait_ready  # (benchmarks/ is this script's folder: on sys.path)
 
 HERE = Path(__file__).resolve().parent
 THREADLOOM = HERE.parent / ".venv" / "bin" / "threadloom"
@@ -55,19 +55,6 @@ def parse_server(text: str, port: int) -> tuple[str, dict[str, str], list[str]]:
     if words and words[0] == str(THREADLOOM) and "--bind" not in words:
         words += ["--no-access-log", "--bind", f"127.0.0.1:{port}"]
     return name, env, words
-
-
-def wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):
-        if proc.poll() is not None:
-            raise SystemExit(f"the server on port {port} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as answer:
-                answer.read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"the server on port {port} did not answer within 20 s")
 
 
 def wrk(port: int, seconds: float, connections: int, path: str, cpus: str) -> float:
@@ -128,7 +115,7 @@ def main() -> None:
                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             procs.append(proc)
-            wait_ready(FIRST_PORT + n, proc)
+            wait_ready(FIRST_PORT + n, proc, limit=20.0)
             wrk(FIRST_PORT + n, 2, args.connections, args.path, args.load_cpus)  # warm-up
         allowed = args.max_steal * args.seconds * os.cpu_count() * os.sysconf("SC_CLK_TCK")
         left_out = 0

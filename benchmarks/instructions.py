@@ -154,7 +154,7 @@ def per_request(args: argparse.Namespace, tree: Path, port: int) -> float:
     """The instructions one more request costs, start-up and shutdown cancelled out."""
     small = total_instructions(args, tree, args.requests, port)
     large = total_instructions(args, tree, args.requests * 6, port)
-    return (large - small) / (args.requests * 5)
+    return float((large - small) / (args.requests * 5))
 
 
 def main() -> None:
