@@ -28,7 +28,9 @@ def threadloom(
     cwd: Path = HANDLERS,
     pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen[str]:
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # PYTHONFAULTHANDLER: a server that hangs dumps every thread's stack on SIGABRT
+    # (run_and_stop), so a stop that never ends says where it waits
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
     proc = subprocess.Popen(
         [PYTHON, "-m", "threadloom", *args],
         cwd=cwd,
@@ -123,7 +125,14 @@ def run_and_stop(proc: subprocess.Popen[str], port: int) -> tuple[int, str]:
     started = wait_listening(port, proc)
     assert talk(("127.0.0.1", port)) == b"Hello from server!"
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30 * timeout_factor())
+    try:
+        _, err = proc.communicate(timeout=30 * timeout_factor())
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler: every thread's stack to stderr
+        _, err = proc.communicate(timeout=10 * timeout_factor())
+        raise AssertionError(
+            f"the server had not stopped 30 s after SIGTERM; its log and stacks:\n{started}{err}"
+        ) from None
     return proc.returncode, started + err
 
 
