@@ -1,6 +1,7 @@
 """Processes that share a listening socket (``--workers`` without ``--reuse-port``) take one
 connection per wake-up, so a burst spreads over the siblings instead of going whole to the
-first one awake; a process alone takes a burst at once. Real sockets, real connections."""
+first one awake; a process alone may take up to ``ACCEPT_BURST`` per wake-up. Real sockets,
+real connections."""
 
 from __future__ import annotations
 
