@@ -57,11 +57,15 @@ def parse_server(text: str, port: int) -> tuple[str, dict[str, str], list[str]]:
     return name, env, words
 
 
-def wrk(port: int, seconds: float, connections: int, path: str, cpus: str) -> float:
-    """Requests a second of one wrk run on ``cpus``."""
+def wrk(
+    port: int, seconds: float, connections: int, path: str, cpus: str, script: str | None = None
+) -> float:
+    """Requests a second of one wrk run on ``cpus`` (``script``: a wrk Lua script, such as
+    benchmarks/post64k.lua for the upload workload)."""
+    scripted = ["-s", script] if script else []
     out = subprocess.run(
         ["taskset", "-c", cpus, "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s",
-         f"http://127.0.0.1:{port}{path}"],
+         *scripted, f"http://127.0.0.1:{port}{path}"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     found = RATE.search(out)
@@ -98,6 +102,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--path", default="/")
+    parser.add_argument("--script", help="a wrk Lua script (e.g. benchmarks/post64k.lua)")
     parser.add_argument("--server-cpus", default="0", help="taskset -c for the servers")
     parser.add_argument("--load-cpus", default="1", help="taskset -c for wrk")
     parser.add_argument(
@@ -116,7 +121,8 @@ def main() -> None:
             )  # fmt: skip
             procs.append(proc)
             wait_ready(FIRST_PORT + n, proc, limit=20.0)
-            wrk(FIRST_PORT + n, 2, args.connections, args.path, args.load_cpus)  # warm-up
+            load = (args.connections, args.path, args.load_cpus, args.script)
+            wrk(FIRST_PORT + n, 2, *load)  # warm-up
         allowed = args.max_steal * args.seconds * os.cpu_count() * os.sysconf("SC_CLK_TCK")
         left_out = 0
         for round_ in range(args.rounds):
@@ -126,9 +132,7 @@ def main() -> None:
             for n in order if round_ % 2 == 0 else order[::-1]:
                 steal, before = steal_ticks(), switches(procs[n].pid)
                 name = parsed[n][0]
-                measured[name] = rate = wrk(
-                    FIRST_PORT + n, args.seconds, args.connections, args.path, args.load_cpus
-                )
+                measured[name] = rate = wrk(FIRST_PORT + n, args.seconds, *load)
                 per_request[name].append((switches(procs[n].pid) - before) / (rate * args.seconds))
                 quiet = quiet and steal_ticks() - steal <= allowed
             if not quiet:

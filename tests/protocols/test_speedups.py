@@ -465,6 +465,43 @@ def test_a_body_that_spans_reads_is_counted_after_the_c_head(cut: int) -> None:
         assert conn._body_left == len(body) - (cut - len(first))
 
 
+def takes(conn: ServerConnection, first: bytes, rest: bytes) -> list[Any]:
+    """Feed ``first`` and ``rest``; take the body in three pieces: their types and bytes."""
+    conn.receive_data(first)
+    conn.receive_data(rest)
+    body = conn.requests[0].body
+    pieces = [body.take(3), body.take(len(first)), body.take()]
+    return [(type(piece), piece) for piece in pieces]
+
+
+def test_a_body_that_spans_reads_is_viewed_not_copied_and_taken_as_bytes() -> None:
+    """The part of an unfinished body that came with its head stays a view of that read
+    (it is copied once, when taken); whatever is taken is bytes, as wsgi.input and ASGI's
+    body must be, and the same bytes as the Python path takes."""
+    head = b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+    first = head + bytes(range(60))
+    rest = bytes(range(60, 100))
+    fast = takes(ServerConnection(), first, rest)
+    with pure_python():
+        slow = takes(ServerConnection(), first, rest)
+    assert fast == slow
+    assert {kind for kind, _ in fast} == {bytes}
+    assert b"".join(piece for _, piece in fast) == bytes(range(100))
+    conn = ServerConnection()
+    conn.receive_data(first)
+    (part,) = conn.requests[0].body.chunks
+    assert type(part) is memoryview and part.obj is first and part == bytes(range(60))
+
+
+def test_a_whole_body_is_its_own_bytes() -> None:
+    """A body the read holds whole is copied out: the app keeps it, not the whole read."""
+    read = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" + b"GET"
+    conn = ServerConnection()
+    conn.receive_data(read)  # (the next request's head has begun)
+    (part,) = conn.requests[0].body.chunks
+    assert type(part) is bytes and part == b"hello"
+
+
 def test_a_counted_body_cut_short_is_truncated() -> None:
     body_start = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10
     _, error, *_ = both([body_start, b"y" * 20])

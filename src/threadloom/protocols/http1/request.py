@@ -25,12 +25,15 @@ class RequestBody:
     against the high-water mark); ``received`` counts every body byte so far (what
     ``max_body_size`` is enforced on). ``complete`` means the message ended properly;
     ``truncated`` means it never will (EOF, or the connection failed, before the end).
+    A chunk is bytes, or a memoryview of the read its head came in (the C parser's first
+    part of a body still arriving: it is copied once, when taken); :meth:`take` always
+    returns bytes, as ``wsgi.input`` and ASGI's ``body`` must be.
     """
 
     __slots__ = ("buffered", "chunks", "complete", "received", "truncated")
 
     def __init__(self) -> None:
-        self.chunks: collections.deque[bytes] = collections.deque()
+        self.chunks: collections.deque[bytes | memoryview] = collections.deque()
         self.buffered = 0
         self.received = 0
         self.complete = False
@@ -45,7 +48,7 @@ class RequestBody:
             data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
             chunks.clear()
             self.buffered = 0
-            return data
+            return data if type(data) is bytes else bytes(data)
         parts = []
         need = n
         while need:
@@ -56,7 +59,8 @@ class RequestBody:
             parts.append(chunk)
             need -= len(chunk)
         self.buffered -= n
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        return data if type(data) is bytes else bytes(data)
 
 
 class Request:
