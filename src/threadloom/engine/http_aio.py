@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from threadloom import portable
 from threadloom.engine.asgi_http import ASGICycle
+from threadloom.engine.cork import cork_for
 from threadloom.engine.h2_aio import H2Protocol
 from threadloom.engine.http1_core import HTTP1Core, HTTPSettings, Route
 from threadloom.engine.outbox import FileSegment, SendBudget
@@ -97,6 +98,9 @@ class HTTPProtocol(asyncio.Protocol):
         #: what waits for the transport (loop): views of the app's buffers, and files
         self.pending: deque[memoryview | FileSegment] = deque()
         self.slice = SLICE  # the most handed to the transport at once
+        #: a small write held back until the loop's pass ends (engine/cork.py), or None
+        self.held: bytes | memoryview | None = None
+        self.cork = cork_for(loop)
         #: the socket ``os.sendfile`` copies files to: None until a file is sent, False
         #: where the kernel cannot (TLS, no sendfile, a transport without a socket)
         self.file_sink: Any = None
@@ -203,6 +207,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self.held = None
         self.bridge.release()
         self._drop_pending()
         self._cancel_timer()
@@ -278,6 +283,7 @@ class HTTPProtocol(asyncio.Protocol):
         """Hand the next request to whoever the core routes it to."""
         self.busy = True
         self.began = began = time.perf_counter()
+        self.cork.begin(began)
         request, route = self.core.begin()
         runtime = self.runtime
         if (began > runtime.admit_until or route is WSGI) and not runtime.admits(
@@ -335,7 +341,8 @@ class HTTPProtocol(asyncio.Protocol):
         """A response is done: the core counts and logs it and says what comes next."""
         self.busy = False
         remote, request_id, self.remote, self.request_id = self.remote, self.request_id, None, None
-        elapsed = time.perf_counter() - self.began
+        self.cork.ended = now = time.perf_counter()
+        elapsed = now - self.began
         core = self.core
         want = core.finish(
             request, status, sent, elapsed, keep_alive, time.monotonic(), remote, request_id
@@ -456,18 +463,33 @@ class HTTPProtocol(asyncio.Protocol):
     # -- shared helpers (loop thread) ---------------------------------------------------------
 
     def write(self, data: bytes | memoryview) -> None:
-        """Queue ``data`` behind what waits and hand the transport what it takes now."""
+        """Queue ``data`` behind what waits and hand the transport what it takes now; the
+        first small write of a pass is held until the pass ends (engine/cork.py)."""
         if self.transport is None or self.transport.is_closing() or not data:
             return
         if not self.pending and not self.write_paused and len(data) <= self.slice:
-            self.transport.write(data)  # the common case: nothing waits, a small response
+            if self.held is None and self.cork.busy and self.cork.hold(self):
+                self.held = data  # (the common case under load)
+                return
+            self.release_held()
+            self.transport.write(data)
             return
+        self.release_held()
         self.bridge.queued(len(data))
         self.pending.append(memoryview(data))
         self._pump()
 
+    def release_held(self) -> None:
+        """Hand the transport the write held back in this pass, if any (engine/cork.py)."""
+        held = self.held
+        if held is not None:
+            self.held = None
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(held)
+
     def _pump(self) -> None:
         """Hand the transport slices of what waits, until it pauses us."""
+        self.release_held()  # (ahead of a file the kernel would send past it)
         pending, transport = self.pending, self.transport
         while pending and not self.write_paused:
             if transport is None or transport.is_closing():
@@ -572,6 +594,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def close(self) -> None:
         self._cancel_timer()
+        self.release_held()
         if self.pending and not self.lost:
             self.close_when_sent = True  # after the response (resume_writing); SendBudget
             return  # bounds how long that takes
@@ -583,6 +606,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def abort(self) -> None:
         """Drop the connection and whatever it still buffers: the peer stopped reading."""
+        self.held = None
         if self.transport is not None and not self.lost:
             self.transport.abort()
 
