@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -96,10 +98,12 @@ def test_a_pass_that_held_little_pauses_holding(loop: asyncio.AbstractEventLoop)
     assert cork.busy
 
 
-def test_one_cork_per_loop(loop: asyncio.AbstractEventLoop) -> None:
+def test_one_cork_per_loop_and_none_left_after_it(loop: asyncio.AbstractEventLoop) -> None:
     other = asyncio.new_event_loop()
-    try:
-        assert cork_for(loop) is cork_for(loop)
-        assert cork_for(loop) is not cork_for(other)
-    finally:
-        other.close()
+    assert cork_for(loop) is cork_for(loop)
+    assert cork_for(loop) is not cork_for(other)
+    gone = weakref.ref(other)
+    other.close()
+    del other
+    gc.collect()
+    assert gone() is None  # a test process makes hundreds of loops: none may be kept

@@ -67,7 +67,8 @@ class Cork:
     __slots__ = ("_holders", "_loop", "busy", "cooling", "ended", "since")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        #: (weakly: the loop is the key that keeps this cork in ``_CORKS``)
+        self._loop = weakref.ref(loop)
         self._holders: list[Holder] = []
         #: ``time.perf_counter()`` when the first of them was held (0.0: none is)
         self.since = 0.0
@@ -93,8 +94,10 @@ class Cork:
         """Whether ``holder`` holds its write back until :meth:`release` (at the end of
         this pass); False for the pass's first, which goes at once (see the rule)."""
         if not self.since:
-            self.since = time.perf_counter()
-            self._loop.call_soon(self.release)
+            loop = self._loop()
+            if loop is not None:  # (else the loop is gone, and with it every pass)
+                self.since = time.perf_counter()
+                loop.call_soon(self.release)
             return False
         holders = self._holders
         holders.append(holder)
