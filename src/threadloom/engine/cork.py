@@ -11,9 +11,9 @@ machine, where the other vCPU has halted, a trip through the hypervisor: the hel
 benchmark measured 0.25-0.55 of them a request (``/proc/interrupts``, ``CAL`` on the
 client's CPU), and the cost of sending them showed as a fifth of the server's CPU. Held
 until the end of the pass, the responses leave back to back and the client, woken once,
-finds them all: 0.03 a request, and ~40% more requests a second on this machine (BENCHMARKS.md,
-"Responses that leave together"). Netty's flush consolidation does the same for the same
-reason.
+finds them all: 0.03 a request, and 1.16-1.28x the requests a second at 64 connections on
+this machine (BENCHMARKS.md, "Responses that leave together"). Netty's flush consolidation
+does the same for the same reason.
 
 The rule
 --------
@@ -25,7 +25,10 @@ measured 8% fewer requests a second so).
 
 While busy, a connection's writer (``http_aio.HTTPProtocol.write``) holds back the first
 small write it makes in a pass (``hold``) and :class:`Cork` releases all of them when the
-pass ends (a ``call_soon`` callback, which runs after the pass's I/O callbacks). A response
+pass ends (a ``call_soon`` callback, which runs after the pass's I/O callbacks). The pass's
+first response still goes at once (it wakes the client, which then sends its next request
+while the pass goes on), and a pass that held fewer than :data:`HOLD_LEAST` pauses holding
+for :data:`COOL_BEGINS` requests (a few clients gain less than the callback costs). A response
 therefore waits at most for the app calls of the other requests read in the same pass,
 never longer than :data:`HOLD_MOST_S` once another request begins (:meth:`Cork.begin`),
 nor behind more than :data:`HOLD_MOST` others. Everything else a writer does releases its
