@@ -322,8 +322,8 @@ new_request(speedups_state *st, PyObject *method, PyObject *target, PyObject *pa
 /* The body bytes that came with the head. A body the read holds whole is copied out (its
  * own bytes: the app keeps it, not the whole read). The first part of a body still on its
  * way is a memoryview of the read instead: RequestBody.take joins it with the rest once, so
- * the part is copied once, not twice (an upload of 64 KiB spent two of its ~75 us a request
- * copying it so). Only a read that is bytes is viewed: nothing can change under the view. */
+ * the part is copied once, not twice (each copy of a 64 KiB upload was ~7% of its request's
+ * samples in perf). Only a read that is bytes is viewed: nothing can change under the view. */
 static PyObject *
 body_view(PyObject *read, const char *data, Py_ssize_t start, Py_ssize_t len, int complete)
 {
