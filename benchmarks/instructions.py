@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def server_command(args: argparse.Namespace, port: int) -> list[str]:
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], limit: float = 120.0) -> None:
-    """Until the server answers a plain GET (start-up under valgrind takes seconds)."""
+    """Until the server answers a plain GET (start-up under valgrind takes seconds); any
+    status is an answer (a framework app may have no route at ``/``)."""
     end = time.monotonic() + limit
     while time.monotonic() < end:
         if proc.poll() is not None:
@@ -74,6 +76,8 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], limit: float = 120.0) -
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as answer:
                 answer.read()
+            return
+        except urllib.error.HTTPError:
             return
         except OSError:
             time.sleep(0.3)

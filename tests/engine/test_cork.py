@@ -84,18 +84,43 @@ def test_only_back_to_back_requests_make_the_loop_busy(loop: asyncio.AbstractEve
     assert not cork.busy
 
 
-def test_a_pass_that_held_little_pauses_holding(loop: asyncio.AbstractEventLoop) -> None:
-    log: list[str] = []
-    cork = Cork(loop)
+def small_pass(cork: Cork, loop: asyncio.AbstractEventLoop, log: list[str]) -> None:
+    """A pass whose first response went at once and that held one more."""
     cork.hold(Writer("first", log))
     cork.hold(Writer("a", log))  # fewer than HOLD_LEAST: not worth a pass-end callback
     end_of_pass(loop)
+
+
+def test_small_passes_in_a_row_pause_holding(loop: asyncio.AbstractEventLoop) -> None:
+    log: list[str] = []
+    cork = Cork(loop)
+    for _ in range(cork_module.SMALL_PASSES):
+        cork.ended = 100.0
+        cork.begin(100.0)
+        assert cork.busy  # (not cooling yet)
+        small_pass(cork, loop, log)
     cork.ended = 100.0
     for _ in range(cork_module.COOL_BEGINS):
         cork.begin(100.0)  # back to back, but cooling
         assert not cork.busy
     cork.begin(100.0)
     assert cork.busy
+
+
+def test_a_full_pass_between_small_ones_keeps_holding(loop: asyncio.AbstractEventLoop) -> None:
+    """A small pass now and then (64 busy clients) must not pause holding."""
+    log: list[str] = []
+    cork = Cork(loop)
+    for _ in range(cork_module.SMALL_PASSES * 3):
+        for _ in range(cork_module.SMALL_PASSES - 1):
+            small_pass(cork, loop, log)
+        cork.hold(Writer("first", log))
+        for n in range(cork_module.HOLD_LEAST):
+            cork.hold(Writer(f"w{n}", log))
+        end_of_pass(loop)
+        cork.ended = 100.0
+        cork.begin(100.0)
+        assert cork.busy
 
 
 def test_one_cork_per_loop_and_none_left_after_it(loop: asyncio.AbstractEventLoop) -> None:

@@ -27,8 +27,13 @@ While busy, a connection's writer (``http_aio.HTTPProtocol.write``) holds back t
 small write it makes in a pass (``hold``) and :class:`Cork` releases all of them when the
 pass ends (a ``call_soon`` callback, which runs after the pass's I/O callbacks). The pass's
 first response still goes at once (it wakes the client, which then sends its next request
-while the pass goes on), and a pass that held fewer than :data:`HOLD_LEAST` pauses holding
-for :data:`COOL_BEGINS` requests (a few clients gain less than the callback costs). A response
+while the pass goes on), and :data:`SMALL_PASSES` passes in a row that each held fewer than
+:data:`HOLD_LEAST` pause holding for :data:`COOL_BEGINS` requests (a few clients gain less
+than the callback costs). One such pass is not enough: at 64 connections a pass now and then
+holds only two or three, and pausing on each left a fifth to a half of the requests of the
+JSON benchmark unheld, written one by one, so the client came back one by one and made the
+next passes small too (requests a second swung between 21k and 35k from run to run; waiting
+for three small passes in a row: 1.21-1.26x, BENCHMARKS.md). A response
 therefore waits at most for the app calls of the other requests read in the same pass,
 never longer than :data:`HOLD_MOST_S` once another request begins (:meth:`Cork.begin`),
 nor behind more than :data:`HOLD_MOST` others. Everything else a writer does releases its
@@ -52,7 +57,9 @@ HOLD_MOST_S = 0.001
 BUSY_GAP_S = 0.00002
 #: A pass that held fewer than this was not worth its ``call_soon`` ...
 HOLD_LEAST = 4
-#: ... and so many requests begin after it before writers hold again.
+#: ... and after so many such passes in a row ...
+SMALL_PASSES = 3
+#: ... so many requests begin before writers hold again.
 COOL_BEGINS = 64
 
 
@@ -67,7 +74,7 @@ class Holder(Protocol):
 class Cork:
     """The writers holding bytes back in the current pass of one loop."""
 
-    __slots__ = ("_holders", "_loop", "busy", "cooling", "ended", "since")
+    __slots__ = ("_holders", "_loop", "busy", "cooling", "ended", "since", "small_passes")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         #: (weakly: the loop is the key that keeps this cork in ``_CORKS``)
@@ -79,6 +86,8 @@ class Cork:
         self.ended = 0.0
         #: requests left to begin before writers may hold again (see HOLD_LEAST)
         self.cooling = 0
+        #: passes in a row, up to the last release, that held fewer than HOLD_LEAST
+        self.small_passes = 0
         #: whether writers hold their first small write of this pass back (see the rule)
         self.busy = False
 
@@ -112,8 +121,13 @@ class Cork:
         """Every holder writes what it holds, in the order they began holding."""
         holders, self._holders = self._holders, []
         self.since = 0.0
-        if len(holders) < HOLD_LEAST:
-            self.cooling = COOL_BEGINS
+        if len(holders) >= HOLD_LEAST:
+            self.small_passes = 0
+        else:
+            self.small_passes += 1
+            if self.small_passes >= SMALL_PASSES:
+                self.small_passes = 0
+                self.cooling = COOL_BEGINS
         for holder in holders:
             holder.release_held()
         self.ended = time.perf_counter()
