@@ -28,30 +28,26 @@ thread asleep in ``epoll.poll(-1)`` with nothing to serve never does (``threadlo
 the inbox therefore owns the process's ``set_wakeup_fd`` socket, which the C handler
 writes in whichever thread it ran, and a nudger thread that reads it sends ``NUDGE`` (a
 signal whose handler does nothing) to the main thread itself: its system call returns with
-``EINTR`` and the pending handlers run. The count stays the Python handler's alone, so a
-signal is never counted twice (uvloop takes the wakeup fd over while it runs; it wakes the
-main thread for handlers itself).
+``EINTR`` and the pending handlers run (uvloop takes the wakeup fd over while it runs; it
+wakes the main thread for handlers itself).
 
 One nudge was not always enough: CI once caught a ``--model pool`` server whose main thread
-slept in ``epoll`` 30 s after a SIGTERM with the signal's byte read and the handler never
-run (the race was not reproduced here in 1,800 tries). So the nudger holds on until the
-handler has been heard, nudging again on a short back-off, and a main thread that has not
-run it after :data:`NUDGE_FOR_S` (a main thread stuck in C, or a wakeup lost in CPython's
-eval-breaker bookkeeping) no longer leaves the signal unheard: the nudger hands the watcher
-the delivery itself and logs why. The wakeup byte is one per delivery; the handler may fold
-two quick deliveries into one run. The watcher therefore counts per signal the most that
-either side has seen, so a late handler run for a delivery already acted on is not a second
-signal, and two deliveries folded into one still count two.
+slept in ``epoll`` 30 s after a SIGTERM, the handler never run (the race was not reproduced
+here in 1,800 tries). So acting no longer waits for the main thread at all where the inbox
+owns the wakeup fd: the C handler writes one byte per delivery, whichever thread it ran
+on, and the nudger passes each on to the watcher. The Python handler reports too (it is
+the only report while uvloop holds the wakeup fd), and it may fold two quick deliveries
+into one run or run late. The watcher therefore counts, per signal, the larger of the two
+tallies: every delivery is acted on once, as soon as either side reports it, and a late
+handler run is never a second signal.
 """
 
 from __future__ import annotations
 
-import logging
 import queue
 import signal
 import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from types import FrameType
@@ -67,13 +63,6 @@ Action = Callable[[int, int], None]
 #: Windows has neither it nor ``pthread_kill``: there is no nudger, and the thread models'
 #: loops wake every ``portable.SIGNAL_WAKE_S`` instead, so the handler runs (Ctrl-C).
 NUDGE: int | None = getattr(signal, "SIGURG", None) if portable.interrupts_main_thread() else None
-#: How long the nudger keeps nudging a main thread that has not run the handler before it
-#: acts on the delivery itself, and its first and longest pause between nudges.
-NUDGE_FOR_S = 2.0
-NUDGE_FIRST_PAUSE_S = 0.005
-NUDGE_LONGEST_PAUSE_S = 0.25
-
-log = logging.getLogger(__name__)
 
 
 class SignalInbox:
@@ -88,9 +77,6 @@ class SignalInbox:
         self._previous_wakeup_fd = -1
         #: The nudger's end and the C handler's end of the wakeup socket pair (dispatch).
         self._wakeup_pair: tuple[socket.socket, socket.socket] | None = None
-        #: dispatch: handler runs the watcher has taken, per signal (the nudger waits on it)
-        self._heard: Counter[int] = Counter()
-        self._heard_changed = threading.Condition()
 
     def install(self) -> None:
         """Put the recording handler in place (on the main thread, as Python requires)."""
@@ -116,7 +102,7 @@ class SignalInbox:
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
         # The only statement a handler may run here: no lock, no logging, no thread start.
-        # (0: "the handler ran"; the nudger puts how many bytes it has read, from 1.)
+        # (0: "the handler ran"; the nudger puts how many bytes it has read, from 1)
         self._queue.put((signum, 0))
 
     def take(self) -> list[tuple[int, int]]:
@@ -133,9 +119,8 @@ class SignalInbox:
     def dispatch(self, act: Action, name: str = "threadloom-signals") -> None:
         """Act on every signal from now on, each on a daemon thread of its own.
 
-        Call before :meth:`install`: the inbox then owns the process's wakeup fd, and a
-        nudger thread makes sure the main thread runs the handler, or acts for it (module
-        docstring).
+        Call before :meth:`install`: the inbox then owns the process's wakeup fd, read by a
+        nudger thread that reports each delivery at once (module docstring).
         """
         threading.Thread(target=self._watch, args=(act, name), name=name, daemon=True).start()
         nudge_with = NUDGE
@@ -149,15 +134,14 @@ class SignalInbox:
         ).start()
 
     def _watch(self, act: Action, name: str) -> None:
-        """The watcher: counts each delivery once, whoever reported it, and acts on it."""
+        """The watcher: acts on each delivery once, whichever side reported it first."""
+        handled: Counter[int] = Counter()  # Python handler runs, per signal
         counted: Counter[int] = Counter()  # deliveries acted on, per signal
         while True:
             signum, delivered = self._queue.get()
             if not delivered:  # the handler ran
-                with self._heard_changed:
-                    self._heard[signum] += 1
-                    self._heard_changed.notify_all()
-                delivered = self._heard[signum]
+                handled[signum] += 1
+                delivered = handled[signum]
             while counted[signum] < delivered:
                 counted[signum] += 1
                 self.received += 1
@@ -166,38 +150,19 @@ class SignalInbox:
                 ).start()
 
     def _nudge(self, nudger_end: socket.socket, nudge_with: int) -> None:
-        """The nudger: reads the bytes the C handler writes, one per delivery, and sees
-        each watched one heard by the main thread's handler or handed to the watcher."""
+        """The nudger: passes each watched byte the C handler wrote (one per delivery) to
+        the watcher, and interrupts the main thread so that its handler runs too."""
         main = threading.main_thread().ident
         assert main is not None
         delivered: Counter[int] = Counter()
         with nudger_end:
             while arrived := nudger_end.recv(64):
-                for signum in arrived:
-                    if signum in self.signals:
-                        delivered[signum] += 1
-                        self._see_heard(main, nudge_with, signum, delivered[signum])
-
-    def _see_heard(self, main: int, nudge_with: int, signum: int, delivered: int) -> None:
-        """Nudge the main thread on a back-off until its handler has run ``delivered``
-        times for ``signum``; past :data:`NUDGE_FOR_S`, tell the watcher ourselves."""
-        give_up = time.monotonic() + NUDGE_FOR_S
-        pause = NUDGE_FIRST_PAUSE_S
-        with self._heard_changed:
-            while self._heard[signum] < delivered:
-                left = give_up - time.monotonic()
-                if left <= 0:
-                    log.warning(
-                        "%s: the main thread has not run its signal handler after %gs; "
-                        "acting on it without",
-                        signal.Signals(signum).name,
-                        NUDGE_FOR_S,
-                    )
-                    self._queue.put((signum, delivered))
-                    return
-                signal.pthread_kill(main, nudge_with)
-                self._heard_changed.wait(min(pause, left))
-                pause = min(pause * 2, NUDGE_LONGEST_PAUSE_S)
+                watched = [signum for signum in arrived if signum in self.signals]
+                for signum in watched:
+                    delivered[signum] += 1
+                    self._queue.put((signum, delivered[signum]))
+                if watched:
+                    signal.pthread_kill(main, nudge_with)
 
 
 def _nothing(signum: int, frame: FrameType | None) -> None:
