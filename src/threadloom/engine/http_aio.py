@@ -474,10 +474,9 @@ class HTTPProtocol(asyncio.Protocol):
             self.release_held()
             self.transport.write(data)
             return
-        self.release_held()
         self.bridge.queued(len(data))
         self.pending.append(memoryview(data))
-        self._pump()
+        self._pump()  # (which hands the transport what is held first)
 
     def release_held(self) -> None:
         """Hand the transport the write held back in this pass, if any (engine/cork.py)."""
