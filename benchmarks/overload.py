@@ -145,7 +145,8 @@ def start_server(
         "--bind", f"127.0.0.1:{port}", *shlex.split(flags),
     ]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(workdir))
-    proc = subprocess.Popen(command, cwd=workdir, env=env, stderr=subprocess.PIPE)
+    with open(workdir / f"server-{port}.log", "wb") as log:  # (a pipe nobody reads fills)
+        proc = subprocess.Popen(command, cwd=workdir, env=env, stderr=log)
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -153,7 +154,9 @@ def start_server(
         except OSError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit(f"the server did not start: {proc.communicate()[1].decode()[-500:]}")
+    proc.communicate()
+    text = (workdir / f"server-{port}.log").read_text(errors="replace")
+    raise SystemExit(f"the server did not start: {text[-500:]}")
 
 
 def run(workdir: Path, connections: int, flags: str, args: argparse.Namespace) -> Tally:
@@ -176,7 +179,14 @@ def run(workdir: Path, connections: int, flags: str, args: argparse.Namespace) -
         asyncio.run(load())
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # (a thousand threads computing drain slowly)
+            proc.kill()
+            proc.communicate()
+        lines = (workdir / f"server-{port}.log").read_text(errors="replace").splitlines()
+        print(f"({connections}, {flags or 'defaults'}: the server logged {len(lines)} lines)",
+              file=sys.stderr)  # fmt: skip
     return tally
 
 
