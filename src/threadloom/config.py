@@ -104,6 +104,11 @@ class Config:
     reuse_port: bool = setting(
         False, "bind with SO_REUSEPORT; with --workers each worker binds its own socket"
     )
+    pin_workers: bool = setting(
+        False,
+        "with --workers: run each worker on one CPU of those the server may use (worker n "
+        "on the n-th, round), so its threads pass the GIL on one core, not across cores",
+    )
     shutdown_delay: float = setting(
         0.0, "on SIGTERM keep serving this many seconds with /readyz at 503, then drain"
     )
@@ -246,6 +251,10 @@ class Config:
             raise ConfigError("--max-requests needs --workers: a supervisor replaces the worker")
         if self.preload and not self.workers:
             raise ConfigError("--preload needs --workers: one process imports the app anyway")
+        if self.pin_workers and not self.workers:
+            raise ConfigError(
+                "--pin-workers needs --workers (one process: run it under taskset -c N)"
+            )
         for name in ("timeout_header", "timeout_keep_alive", "timeout_io"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")

@@ -118,6 +118,25 @@ def worker_waits_its_turn() -> bool:
     return True
 
 
+def usable_cpus() -> list[int] | None:
+    """The CPUs this process may run on, in order; None where a process cannot be pinned
+    to a CPU (macOS, Windows: no ``sched_setaffinity``)."""
+    if not hasattr(os, "sched_setaffinity") or not hasattr(os, "sched_getaffinity"):
+        return None
+    return sorted(os.sched_getaffinity(0))
+
+
+def pin_to_cpu(cpu: int) -> bool:
+    """Run this process (its threads, and those it starts later) on ``cpu`` only; False if
+    the system refused (a sandbox, a CPU taken away since)."""
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except (OSError, AttributeError) as error:
+        log.warning("could not pin worker %d to CPU %d: %s", os.getpid(), cpu, error)
+        return False
+    return True
+
+
 def pread(fd: int, size: int, offset: int) -> bytes:
     """``os.pread``, or a seek and a read where it is missing (Windows: the descriptor's
     position moves, which only its owner, a file segment, relies on)."""

@@ -293,3 +293,35 @@ def test_a_signal_delivered_to_another_thread_stops_the_server(
     )
     lines = run_script(tmp_path / "elsewhere.py", script, "SIGTERM on another thread was ignored")
     assert lines[-1] == "stopped"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no sched_setaffinity here")
+def test_pin_workers_runs_each_worker_on_one_cpu_and_keeps_it_for_a_replacement(
+    spawn: Spawn,
+) -> None:
+    """Worker n runs on the n-th usable CPU, round (three workers on two CPUs share one);
+    a worker started in place of a killed one runs where its slot did."""
+    cpus = sorted(os.sched_getaffinity(0))
+    expected = sorted(cpus[n % len(cpus)] for n in range(3))
+    proc = spawn("ops_apps:app", "--workers", "3", "--pin-workers", "--bind", "127.0.0.1:0")
+    pids = worker_pids(proc, 3)
+    where = address(proc.serving())
+    assert pids_answering(where, 3) == set(pids)
+    pinned = {pid: os.sched_getaffinity(pid) for pid in pids}
+    assert all(len(allowed) == 1 for allowed in pinned.values()), pinned
+    assert sorted(next(iter(allowed)) for allowed in pinned.values()) == expected
+    victim = pids[0]
+    os.kill(victim, signal.SIGKILL)
+    proc.expect(rf"worker {victim} died")
+    (replacement,) = worker_pids(proc, 1)
+    assert os.sched_getaffinity(replacement) == pinned[victim]
+    text = terminate(proc)
+    assert "--pin-workers: each worker runs on one of CPUs" in text
+
+
+def test_pin_workers_without_workers_is_one_line(spawn: Spawn) -> None:
+    status, text = spawn("ops_apps:app", "--pin-workers").finish()
+    assert status == 2
+    assert text.splitlines() == [
+        "threadloom: error: --pin-workers needs --workers (one process: run it under taskset -c N)"
+    ]

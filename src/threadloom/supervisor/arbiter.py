@@ -138,6 +138,19 @@ class Supervisor:
         self._wake_r, self._wake_w = socket.socketpair()
         self.signals = SignalInbox(_HANDLED, wakeup_fd=self._wake_w.fileno())
         self._seq = 0
+        self.cpus = self._cpus_to_pin()
+
+    def _cpus_to_pin(self) -> list[int] | None:
+        """``--pin-workers``: the CPUs the workers are spread over (worker n on the n-th,
+        round), or None (not asked, or this platform cannot pin: then one log line)."""
+        if not self.config.pin_workers:
+            return None
+        cpus = portable.usable_cpus()
+        if cpus is None:
+            log.warning("--pin-workers ignored: this platform cannot pin a process to a CPU")
+        else:
+            log.info("--pin-workers: each worker runs on one of CPUs %s", _ranges(cpus))
+        return cpus
 
     # -- the whole life ------------------------------------------------------------------------
 
@@ -233,6 +246,8 @@ class Supervisor:
             try:
                 ours.close()
                 self._become_worker(parent)
+                if self.cpus:
+                    portable.pin_to_cpu(self.cpus[slot % len(self.cpus)])
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what waited acts now
                 status = run_worker(self.app, self.config, self.plan, theirs, limit)
             except BaseException:
@@ -553,3 +568,14 @@ def run_supervised(app: Any, config: Config) -> int:
             " or one process with --model threads or pool"
         )
     return Supervisor(app, config).run()
+
+
+def _ranges(cpus: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"``, as ``taskset`` writes CPU lists."""
+    spans: list[list[int]] = []
+    for cpu in cpus:
+        if spans and cpu == spans[-1][1] + 1:
+            spans[-1][1] = cpu
+        else:
+            spans.append([cpu, cpu])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
