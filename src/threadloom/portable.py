@@ -127,8 +127,10 @@ def usable_cpus() -> list[int] | None:
 
 
 def pin_to_cpu(cpu: int) -> bool:
-    """Run this process (its threads, and those it starts later) on ``cpu`` only; False if
-    the system refused (a sandbox, a CPU taken away since)."""
+    """Run the calling thread, and the threads and processes it starts later, on ``cpu``
+    only; False if the system refused (a sandbox, a CPU taken away since). On Linux
+    affinity belongs to a thread, so a process is pinned whole only while it has one
+    thread: a ``--workers`` worker right after its fork."""
     try:
         os.sched_setaffinity(0, {cpu})
     except (OSError, AttributeError) as error:
