@@ -133,7 +133,7 @@ def pin_to_cpu(cpu: int) -> bool:
     thread: a ``--workers`` worker right after its fork."""
     try:
         os.sched_setaffinity(0, {cpu})
-    except (OSError, AttributeError) as error:
+    except OSError as error:
         log.warning("could not pin worker %d to CPU %d: %s", os.getpid(), cpu, error)
         return False
     return True

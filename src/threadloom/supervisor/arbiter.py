@@ -149,7 +149,7 @@ class Supervisor:
         if cpus is None:
             log.warning("--pin-workers ignored: this platform cannot pin a process to a CPU")
         else:
-            log.info("--pin-workers: each worker runs on one of CPUs %s", _ranges(cpus))
+            log.info("--pin-workers: each worker runs on one of CPUs %s", ",".join(map(str, cpus)))
         return cpus
 
     # -- the whole life ------------------------------------------------------------------------
@@ -568,14 +568,3 @@ def run_supervised(app: Any, config: Config) -> int:
             " or one process with --model threads or pool"
         )
     return Supervisor(app, config).run()
-
-
-def _ranges(cpus: list[int]) -> str:
-    """``[0, 1, 2, 5]`` -> ``"0-2,5"``, as ``taskset`` writes CPU lists."""
-    spans: list[list[int]] = []
-    for cpu in cpus:
-        if spans and cpu == spans[-1][1] + 1:
-            spans[-1][1] = cpu
-        else:
-            spans.append([cpu, cpu])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
